@@ -1,0 +1,63 @@
+"""llmpool: resilient, fair, fast access to OpenAI and OpenAI-compatible LLM APIs.
+
+This module only re-exports. Imports inside the package point one way (each module imports
+only those above it in this list):
+
+    _constants, _types, _errors      constants, closed sets, the error tree
+    _config                          PoolConfig, RetryPolicy (pydantic)
+    _retry, _scheduler, _pool        pure retry rules; slot scheduling; clients and cooldowns
+    _stats, _request                 snapshots; one request's bookkeeping
+    _facade                          the SDK-shaped views and PooledStream
+    _manager                         ConnectionManager: composes all of the above
+
+``llmpool.testing`` (the simulated provider) and the ``llmpool`` CLI need extras and are
+never imported from here.
+"""
+
+from ._config import ENV_VARS as ENV_VARS
+from ._config import PoolConfig as PoolConfig
+from ._config import RetryPolicy as RetryPolicy
+from ._errors import InvalidSessionIdError as InvalidSessionIdError
+from ._errors import LLMPoolError as LLMPoolError
+from ._errors import ManagerClosedError as ManagerClosedError
+from ._errors import QueueFullError as QueueFullError
+from ._errors import QueueTimeoutError as QueueTimeoutError
+from ._errors import RequestTimeoutError as RequestTimeoutError
+from ._facade import ManagerView as ManagerView
+from ._facade import PooledStream as PooledStream
+from ._manager import ConnectionManager as ConnectionManager
+from ._retry import RetryDecision as RetryDecision
+from ._retry import classify as classify
+from ._retry import parse_retry_after as parse_retry_after
+from ._stats import ConnectionStats as ConnectionStats
+from ._stats import LatencyStats as LatencyStats
+from ._types import Priority as Priority
+
+__all__ = [
+    "ENV_VARS",
+    "ConnectionManager",
+    "ConnectionStats",
+    "InvalidSessionIdError",
+    "LLMPoolError",
+    "LatencyStats",
+    "ManagerClosedError",
+    "ManagerView",
+    "PoolConfig",
+    "PooledStream",
+    "Priority",
+    "QueueFullError",
+    "QueueTimeoutError",
+    "RequestTimeoutError",
+    "RetryDecision",
+    "RetryPolicy",
+    "classify",
+    "parse_retry_after",
+]
+
+__version__ = "0.1.0.dev0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if callable(_obj):  # classes and functions; ENV_VARS is a mapping
+        _obj.__module__ = "llmpool"
+del _name, _obj

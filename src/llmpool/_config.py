@@ -1,0 +1,141 @@
+"""Configuration models: ``PoolConfig`` and its ``RetryPolicy``.
+
+Both are frozen pydantic models that reject unknown fields; make variants with
+``config.model_copy(update={...})``. ``PoolConfig.from_env`` reads the ``LLMPOOL_*`` variables
+listed in ``ENV_VARS``. Every duration is a float in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import _constants as C
+
+__all__ = ["ENV_VARS", "PoolConfig", "RetryPolicy"]
+
+
+class RetryPolicy(BaseModel):
+    """How failed attempts are retried.
+
+    The n-th retry (n from 0) waits ``min(initial_backoff * 2**n + uniform(0, jitter),
+    max_backoff)`` seconds (tenacity's ``wait_exponential_jitter``), unless the server said how
+    long to wait (``retry-after-ms``, then ``Retry-After`` in seconds or as an HTTP date, MDN
+    "Retry-After"): then that hint is used, and a hint over ``max_retry_after`` ends the retries.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(
+        C.DEFAULT_MAX_ATTEMPTS, ge=1, le=100, description="Attempts in all, the first included."
+    )
+    initial_backoff: float = Field(
+        C.DEFAULT_INITIAL_BACKOFF, ge=0, description="Backoff before the first retry, seconds."
+    )
+    max_backoff: float = Field(
+        C.DEFAULT_MAX_BACKOFF, ge=0, description="Upper bound of any computed backoff, seconds."
+    )
+    jitter: float = Field(
+        C.DEFAULT_JITTER, ge=0, description="Random seconds, uniform in [0, jitter], added."
+    )
+    max_retry_after: float = Field(
+        C.DEFAULT_MAX_RETRY_AFTER,
+        ge=0,
+        description="Longest server-requested wait (Retry-After) honoured, seconds.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.initial_backoff > self.max_backoff:
+            raise ValueError(
+                f"initial_backoff ({self.initial_backoff}) must not exceed "
+                f"max_backoff ({self.max_backoff})"
+            )
+        return self
+
+
+class PoolConfig(BaseModel):
+    """Settings of a ``ConnectionManager``.
+
+    Defaults follow seed 000: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s
+    request timeout. Every duration is in seconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pool_size: int = Field(
+        C.DEFAULT_POOL_SIZE, ge=1, le=1024, description="Pooled AsyncOpenAI clients."
+    )
+    max_concurrency: int = Field(
+        C.DEFAULT_MAX_CONCURRENCY, ge=1, description="Attempts in flight at once, all clients."
+    )
+    max_queue_size: int = Field(
+        C.DEFAULT_MAX_QUEUE_SIZE,
+        ge=0,
+        description="Requests allowed to wait for a slot; one more gets QueueFullError.",
+    )
+    queue_timeout: float = Field(
+        C.DEFAULT_QUEUE_TIMEOUT, gt=0, description="Longest wait for a slot, seconds."
+    )
+    request_timeout: float = Field(
+        C.DEFAULT_REQUEST_TIMEOUT, gt=0, description="Longest single attempt, seconds."
+    )
+    shutdown_grace: float = Field(
+        C.DEFAULT_SHUTDOWN_GRACE,
+        ge=0,
+        description="Seconds unfinished work may run on after the manager's context is left.",
+    )
+    starvation_limit: int = Field(
+        C.DEFAULT_STARVATION_LIMIT,
+        ge=1,
+        description="Grants in a row a waiting lower priority class may be passed over.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
+        """Build a config from ``LLMPOOL_*`` environment variables (see ``ENV_VARS``).
+
+        Args:
+            environ: the variables to read; ``os.environ`` by default.
+            **overrides: fields that take precedence over the environment.
+
+        Returns:
+            The validated config; unset variables keep their defaults.
+
+        Raises:
+            pydantic.ValidationError: a value is invalid; the message names the field.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        retry: dict[str, Any] = {}
+        for var, field in ENV_VARS.items():
+            if var in env:
+                if field.startswith("retry."):
+                    retry[field.removeprefix("retry.")] = env[var]
+                else:
+                    data[field] = env[var]
+        if retry:
+            data["retry"] = retry
+        data.update(overrides)
+        return cls.model_validate(data)
+
+
+ENV_VARS: Final[Mapping[str, str]] = {
+    "LLMPOOL_POOL_SIZE": "pool_size",
+    "LLMPOOL_MAX_CONCURRENCY": "max_concurrency",
+    "LLMPOOL_MAX_QUEUE_SIZE": "max_queue_size",
+    "LLMPOOL_QUEUE_TIMEOUT": "queue_timeout",
+    "LLMPOOL_REQUEST_TIMEOUT": "request_timeout",
+    "LLMPOOL_SHUTDOWN_GRACE": "shutdown_grace",
+    "LLMPOOL_STARVATION_LIMIT": "starvation_limit",
+    "LLMPOOL_RETRY_MAX_ATTEMPTS": "retry.max_attempts",
+    "LLMPOOL_RETRY_INITIAL_BACKOFF": "retry.initial_backoff",
+    "LLMPOOL_RETRY_MAX_BACKOFF": "retry.max_backoff",
+    "LLMPOOL_RETRY_JITTER": "retry.jitter",
+    "LLMPOOL_RETRY_MAX_RETRY_AFTER": "retry.max_retry_after",
+}
+"""Environment variable -> ``PoolConfig`` field (``retry.*`` fields of ``RetryPolicy``)."""

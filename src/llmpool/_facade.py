@@ -1,0 +1,291 @@
+"""The SDK-shaped façade over ``ConnectionManager``.
+
+``responses.create`` and ``chat.completions.create`` take the SDK's parameters and return its
+types; ``stream=True`` returns a ``PooledStream``.
+
+Priority and session id are not API parameters, so they are set on a view:
+``manager.with_options(priority="high", session_id="t1").responses.create(...)`` — the way the
+SDK's own ``client.with_options(...)`` sets per-call client options.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast, overload
+
+import anyio
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat.completion_create_params import (
+    CompletionCreateParamsNonStreaming,
+    CompletionCreateParamsStreaming,
+)
+from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses.response_create_params import (
+    ResponseCreateParamsNonStreaming,
+    ResponseCreateParamsStreaming,
+)
+from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typing_extensions'
+
+from . import _constants as C
+from ._errors import ManagerClosedError
+from ._request import Request
+from ._types import Priority
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from ._manager import ConnectionManager
+
+__all__ = [
+    "ChatCompletionCreateParams",
+    "ChatCompletionStreamParams",
+    "ManagerView",
+    "PooledStream",
+    "RequestOptions",
+    "ResponseCreateParams",
+    "ResponseStreamParams",
+]
+
+T = TypeVar("T")
+E = TypeVar("E")
+
+
+class RequestOptions(TypedDict, total=False):
+    """The SDK's per-request options, accepted by every façade method as in the SDK."""
+
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, object] | None
+    extra_body: object | None
+    timeout: float | httpx2.Timeout | None
+
+
+class ResponseCreateParams(ResponseCreateParamsNonStreaming, RequestOptions, total=False):
+    """``responses.create`` parameters without streaming (the SDK's TypedDict)."""
+
+
+class ResponseStreamParams(ResponseCreateParamsStreaming, RequestOptions, total=False):
+    """``responses.create`` parameters with ``stream=True`` (the SDK's TypedDict)."""
+
+
+class ChatCompletionCreateParams(CompletionCreateParamsNonStreaming, RequestOptions, total=False):
+    """``chat.completions.create`` parameters without streaming (the SDK's TypedDict)."""
+
+
+class ChatCompletionStreamParams(CompletionCreateParamsStreaming, RequestOptions, total=False):
+    """``chat.completions.create`` parameters with ``stream=True`` (the SDK's TypedDict)."""
+
+
+class PooledStream(Generic[E]):
+    """An SDK ``AsyncStream`` that holds its concurrency slot until it ends.
+
+    Opening the stream (up to the response headers) is one attempt under the retry policy and
+    ``request_timeout``; once open, it is never retried or restarted (a mid-stream failure
+    raises the SDK's error). The slot and client are given back when the stream is exhausted,
+    fails, or is closed. Use it as ``async with`` or iterate it to the end: a stream dropped
+    unclosed gives its slot back when garbage-collected, with a ``ResourceWarning``.
+
+    Iterate it like the SDK's stream: ``async for event in stream``.
+    """
+
+    def __init__(
+        self, manager: ConnectionManager, request: Request, stream: openai.AsyncStream[E]
+    ) -> None:
+        self._manager = manager
+        self.request = request
+        self._stream = stream
+        self._ended = False
+        self._aborted = False
+
+    @property
+    def request_id(self) -> str:
+        """Llmpool's request id."""
+        return self.request.id
+
+    @property
+    def response(self) -> httpx2.Response:
+        """The HTTP response (status, headers) of the open stream."""
+        return self._stream.response
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> E:
+        if self._aborted:
+            raise self.request.error(
+                ManagerClosedError, "the manager closed this stream", anyio.current_time()
+            )
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            return await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            await self._close_upstream()
+            self._end(exc)
+            raise
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the upstream response and give the slot back. Idempotent."""
+        if not self._ended:
+            await self._close_upstream()
+            self._end(None)
+
+    aclose = close
+
+    async def _abort(self) -> None:
+        """Shutdown: close the upstream; later reads raise ``ManagerClosedError``."""
+        if not self._ended:
+            self._aborted = True
+            await self._close_upstream()
+            error = self.request.error(
+                ManagerClosedError, "the manager closed this stream", anyio.current_time()
+            )
+            self._end(error)
+
+    async def _close_upstream(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stream.close()
+
+    def _end(self, exc: BaseException | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._manager._end_stream(self, exc)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_ended", True):
+            warnings.warn(
+                f"llmpool stream {self.request.id} was never closed; its slot is released now",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            self._end(None)
+
+
+class ManagerView:
+    """The manager seen with one priority and session id.
+
+    Built by ``ConnectionManager.with_options``. Has ``run``, ``responses`` and ``chat`` like
+    the SDK client.
+    """
+
+    __slots__ = ("_manager", "chat", "priority", "responses", "session_id")
+
+    def __init__(
+        self, manager: ConnectionManager, priority: Priority, session_id: str | None
+    ) -> None:
+        self._manager = manager
+        self.priority = priority
+        self.session_id = session_id
+        self.responses = PooledResponses(self)
+        self.chat = PooledChat(self)
+
+    async def run(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
+        """``ConnectionManager.run`` with this view's priority and session id."""
+        return await self._manager.run(fn, priority=self.priority, session_id=self.session_id)
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.session_id is not None:
+            headers = dict(params.get("extra_headers") or {})
+            headers[C.SESSION_HEADER] = self.session_id
+            params["extra_headers"] = headers
+        return params
+
+    async def _call(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
+        manager = self._manager
+        request = manager._admit(self.priority, self.session_id)
+        return await manager._execute(request, fn, inject_session=False)
+
+    async def _stream(
+        self, fn: Callable[[openai.AsyncOpenAI], Awaitable[openai.AsyncStream[E]]]
+    ) -> PooledStream[E]:
+        manager = self._manager
+        request = manager._admit(self.priority, self.session_id)
+        upstream = await manager._open_stream(request, fn)
+        return manager._track_stream(PooledStream(manager, request, upstream))
+
+
+class PooledResponses:
+    """``responses`` through the manager (Responses API)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: ManagerView) -> None:
+        self._view = view
+
+    @overload
+    async def create(
+        self, **params: Unpack[ResponseStreamParams]
+    ) -> PooledStream[ResponseStreamEvent]: ...
+    @overload
+    async def create(self, **params: Unpack[ResponseCreateParams]) -> Response: ...
+    async def create(self, **params: Any) -> Response | PooledStream[ResponseStreamEvent]:
+        """``client.responses.create`` under the scheduler, with retries.
+
+        Takes the SDK's parameters unchanged. Returns the SDK's ``Response``, or with
+        ``stream=True`` a ``PooledStream`` of the SDK's ``ResponseStreamEvent``. Raises what
+        ``ConnectionManager.run`` raises.
+        """
+        kwargs = self._view._params(params)
+
+        def call(client: openai.AsyncOpenAI) -> Awaitable[Any]:
+            return cast(Awaitable[Any], client.responses.create(**kwargs))
+
+        if kwargs.get("stream"):
+            return await self._view._stream(call)
+        return cast(Response, await self._view._call(call))
+
+
+class PooledChatCompletions:
+    """``chat.completions`` through the manager (Chat Completions API)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: ManagerView) -> None:
+        self._view = view
+
+    @overload
+    async def create(
+        self, **params: Unpack[ChatCompletionStreamParams]
+    ) -> PooledStream[ChatCompletionChunk]: ...
+    @overload
+    async def create(self, **params: Unpack[ChatCompletionCreateParams]) -> ChatCompletion: ...
+    async def create(self, **params: Any) -> ChatCompletion | PooledStream[ChatCompletionChunk]:
+        """``client.chat.completions.create`` under the scheduler, with retries.
+
+        Takes the SDK's parameters unchanged. Returns the SDK's ``ChatCompletion``, or with
+        ``stream=True`` a ``PooledStream`` of ``ChatCompletionChunk``. Raises what
+        ``ConnectionManager.run`` raises.
+        """
+        kwargs = self._view._params(params)
+
+        def call(client: openai.AsyncOpenAI) -> Awaitable[Any]:
+            return cast(Awaitable[Any], client.chat.completions.create(**kwargs))
+
+        if kwargs.get("stream"):
+            return await self._view._stream(call)
+        return cast(ChatCompletion, await self._view._call(call))
+
+
+class PooledChat:
+    """``chat`` through the manager: holds ``completions``."""
+
+    __slots__ = ("completions",)
+
+    def __init__(self, view: ManagerView) -> None:
+        self.completions = PooledChatCompletions(view)

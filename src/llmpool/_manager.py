@@ -1,0 +1,490 @@
+"""``ConnectionManager``: the pool, the scheduler and the retry loop composed.
+
+Life of a request (``run``): admission (open? valid session id?) -> queue for a slot
+(priority, sessions, ``queue_timeout``) -> pick a client on an upstream that is not cooling ->
+attempt under ``request_timeout`` -> on failure ``classify`` decides; a retry gives the slot
+back, waits out the server's hint or the backoff, and queues again ahead of later arrivals.
+Every path ends in exactly one result or one exception.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import openai
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
+
+from . import _constants as C
+from ._config import PoolConfig
+from ._errors import (
+    ManagerClosedError,
+    QueueFullError,
+    QueueTimeoutError,
+    RequestTimeoutError,
+)
+from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
+from ._pool import ClientFactory, ClientPool, PooledClient, default_client
+from ._request import Request, validate_session_id
+from ._retry import classify
+from ._scheduler import QueueFull, Scheduler
+from ._stats import ConnectionStats, LatencyStats, StatsRecorder
+from ._types import Priority, PriorityLike
+
+__all__ = ["ConnectionManager"]
+
+T = TypeVar("T")
+
+_NEW, _OPEN, _CLOSING, _CLOSED = "new", "open", "closing", "closed"
+_UNWIND_TIMEOUT = 5.0  # seconds allowed for cancelled work to unwind at shutdown
+
+
+class ConnectionManager:
+    """A pool of ``openai.AsyncOpenAI`` clients behind one priority scheduler.
+
+    Use it as an async context manager; all work goes through ``run`` (or the SDK-shaped
+    façade built on it: ``manager.responses.create``, ``manager.chat.completions.create``,
+    and ``manager.with_options(priority=..., session_id=...)`` for per-call settings)::
+
+        async with llmpool.ConnectionManager() as manager:
+            reply = await manager.run(
+                lambda client: client.responses.create(model="gpt-5", input="hi"),
+                priority="high",
+                session_id="terminal-1",
+            )
+
+    Args:
+        config: pool, admission, timeout and retry settings; ``PoolConfig()`` by default.
+        client_factory: ``factory(index) -> AsyncOpenAI``, called once per pool index
+            (0 to ``pool_size - 1``) on entering the context. The default builds
+            ``AsyncOpenAI(max_retries=0)`` from the ``OPENAI_*`` environment variables. A
+            client with ``max_retries != 0`` is replaced by a copy with ``max_retries=0``.
+            Clients with the same API key and base URL form one upstream (shared cooldown).
+            The manager owns the clients and closes them when it closes.
+    """
+
+    def __init__(
+        self, config: PoolConfig | None = None, *, client_factory: ClientFactory | None = None
+    ) -> None:
+        self.config = config if config is not None else PoolConfig()
+        self._factory = client_factory if client_factory is not None else default_client
+        self._scheduler = Scheduler(
+            max_concurrency=self.config.max_concurrency,
+            max_queue_size=self.config.max_queue_size,
+            starvation_limit=self.config.starvation_limit,
+        )
+        self._stats = StatsRecorder()
+        self._state = _NEW
+        self._pool: ClientPool | None = None
+        self._active: dict[Request, anyio.CancelScope] = {}
+        self._streams: set[PooledStream[Any]] = set()
+        self._idle: anyio.Event | None = None
+        self._seq = itertools.count()
+        self._tag = secrets.token_hex(3)
+        self._opened_at = time.monotonic()
+        self._default_view = ManagerView(self, Priority.NORMAL, None)
+        self._backoff = wait_exponential_jitter(
+            initial=self.config.retry.initial_backoff,
+            max=self.config.retry.max_backoff,
+            jitter=self.config.retry.jitter,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != _NEW:
+            raise RuntimeError(
+                f"a ConnectionManager can be entered once; this one is {self._state}"
+            )
+        self._pool = ClientPool([self._factory(i) for i in range(self.config.pool_size)])
+        self._opened_at = time.monotonic()
+        self._state = _OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the manager (also done by leaving its context).
+
+        Admission stops at once (``ManagerClosedError``). Work already admitted (queued,
+        backing off or running, streams included) may finish for up to
+        ``config.shutdown_grace`` seconds; what is left then is cancelled and its caller gets
+        ``ManagerClosedError``. Then the clients are closed. Runs shielded: cancelling the
+        caller does not cut the grace period short. Idempotent.
+        """
+        if self._state in (_CLOSING, _CLOSED):
+            return
+        self._state = _CLOSING
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.config.shutdown_grace):
+                await self._wait_idle()
+            for scope in self._active.values():
+                scope.cancel()
+            for stream in list(self._streams):
+                await stream._abort()
+            with anyio.move_on_after(_UNWIND_TIMEOUT):
+                await self._wait_idle()
+            if self._pool is not None:
+                await self._pool.aclose()
+        self._state = _CLOSED
+
+    async def _wait_idle(self) -> None:
+        while self._active or self._streams:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _forget(self, request: Request) -> None:
+        del self._active[request]
+        self._wake_if_idle()
+
+    def _wake_if_idle(self) -> None:
+        if self._idle is not None and not self._active and not self._streams:
+            self._idle.set()
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
+        *,
+        priority: PriorityLike = Priority.NORMAL,
+        session_id: str | None = None,
+    ) -> T:
+        """Run ``fn(client)`` on a pooled client under the scheduler, with retries.
+
+        ``fn`` is called once per attempt with a client whose requests carry the
+        ``x-session-id`` header when ``session_id`` is given. It should make one API call (or
+        consume one stream) and return; it is retried as a whole.
+
+        Args:
+            fn: ``async (AsyncOpenAI) -> T``.
+            priority: ``Priority`` or ``"high"`` / ``"normal"`` / ``"low"``; default normal.
+            session_id: the caller's session (terminal, user…): round-robin fairness between
+                sessions, FIFO within one; sent upstream as ``x-session-id``. 1-128 printable
+                ASCII characters, or ``None`` (requests without one share a session).
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            QueueFullError: the queue already holds ``max_queue_size`` requests.
+            QueueTimeoutError: no slot within ``queue_timeout`` seconds.
+            RequestTimeoutError: the last attempt ran longer than ``request_timeout`` seconds.
+            ManagerClosedError: the manager is not open, or closed before the request finished.
+            InvalidSessionIdError: ``session_id`` is malformed.
+            ValueError: ``priority`` is not a priority.
+            openai.APIError: the API's error when it is not retried or retries ran out,
+                unchanged (e.g. ``openai.AuthenticationError``, ``openai.RateLimitError``).
+        """
+        request = self._admit(priority, session_id)
+        return await self._execute(request, fn, inject_session=True)
+
+    def with_options(
+        self, *, priority: PriorityLike = Priority.NORMAL, session_id: str | None = None
+    ) -> ManagerView:
+        """A view of this manager whose calls use ``priority`` and ``session_id``.
+
+        The view has ``run``, ``responses.create`` and ``chat.completions.create``, like the
+        manager. Nothing is copied: it is cheap to build per call.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is malformed.
+            ValueError: ``priority`` is not a priority.
+        """
+        return ManagerView(self, Priority.parse(priority), validate_session_id(session_id))
+
+    @property
+    def responses(self) -> PooledResponses:
+        """``responses.create(...)`` at normal priority, no session; see ``with_options``."""
+        return self._default_view.responses
+
+    @property
+    def chat(self) -> PooledChat:
+        """``chat.completions.create(...)`` at normal priority, no session."""
+        return self._default_view.chat
+
+    def stats(self) -> ConnectionStats:
+        """An immutable snapshot of counters, queue depths and latency percentiles."""
+        high, normal, low = self._scheduler.queue_depths()
+        pool = self._pool
+        now = anyio.current_time() if self._state == _OPEN or self._state == _CLOSING else 0.0
+        s = self._stats
+        return ConnectionStats(
+            active_connections=self._scheduler.in_use,
+            queued_requests=self._scheduler.queued,
+            completed_requests=s.completed,
+            failed_requests=s.failed,
+            total_timeouts=s.timeouts,
+            retries=s.retries,
+            rejected_requests=s.rejected,
+            cancelled_requests=s.cancelled,
+            queue_depth={"high": high, "normal": normal, "low": low},
+            in_flight_per_client=[] if pool is None else [c.in_flight for c in pool.clients],
+            cooling_upstreams=0
+            if pool is None
+            else sum(1 for u in pool.upstreams if u.cooling(now)),
+            queue_wait=LatencyStats.of(s.queue_wait),
+            latency=LatencyStats.of(s.latency),
+            timestamp=StatsRecorder.now_utc(),
+            uptime=time.monotonic() - self._opened_at,
+        )
+
+    # -- the request path --------------------------------------------------------------------
+
+    def _admit(self, priority: PriorityLike, session_id: str | None) -> Request:
+        prio = Priority.parse(priority)
+        sid = validate_session_id(session_id)
+        seq = next(self._seq)
+        request = Request(
+            id=f"req_{self._tag}{seq:06x}",
+            priority=prio,
+            session_id=sid,
+            seq=seq,
+            now=anyio.current_time(),
+        )
+        if self._state != _OPEN:
+            self._stats.failed += 1
+            reason = "not open yet" if self._state == _NEW else "closed"
+            raise request.error(
+                ManagerClosedError, f"the manager is {reason}", request.submitted_at
+            )
+        return request
+
+    async def _execute(
+        self,
+        request: Request,
+        fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
+        *,
+        inject_session: bool,
+        keep_slot: bool = False,
+    ) -> T:
+        scope = anyio.CancelScope()
+        self._active[request] = scope
+        try:
+            with scope:
+                result = await self._with_retries(request, fn, inject_session, keep_slot)
+                if not keep_slot:
+                    self._record_success(request)
+                return result
+            # Only the manager cancels this scope: at shutdown, after the grace period.
+            raise request.error(
+                ManagerClosedError,
+                "the manager closed before the request finished",
+                anyio.current_time(),
+            )
+        except BaseException as exc:
+            self._record_failure(request, exc)
+            raise
+        finally:
+            self._forget(request)
+
+    async def _with_retries(
+        self,
+        request: Request,
+        fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
+        inject_session: bool,
+        keep_slot: bool,
+    ) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.retry.max_attempts),
+            wait=lambda state: self._wait(request, state),
+            retry=_retry_if_decided(request),
+            before_sleep=lambda state: self._before_sleep(request, state),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                result = await self._attempt(request, fn, inject_session, keep_slot)
+        return result
+
+    def _wait(self, request: Request, state: RetryCallState) -> float:
+        decision = request.decision
+        if decision is not None and decision.delay is not None:
+            return decision.delay
+        return float(self._backoff(state))
+
+    def _before_sleep(self, request: Request, state: RetryCallState) -> None:
+        self._stats.retries += 1
+        decision = request.decision
+        seconds = state.upcoming_sleep
+        reason = "" if decision is None else decision.reason
+        request.log(
+            logging.INFO,
+            "retrying",
+            f"{reason}; retrying in {seconds:.3f}s",
+            delay=seconds,
+            reason=reason,
+        )
+
+    async def _attempt(
+        self,
+        request: Request,
+        fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
+        inject_session: bool,
+        keep_slot: bool,
+    ) -> T:
+        try:
+            await self._acquire(request)
+        except BaseException as exc:
+            request.decision = classify(exc)
+            raise
+        pooled: PooledClient | None = None
+        try:
+            pooled = await self._pick(request)
+            pooled.in_flight += 1
+            request.attempts += 1
+            request.log(
+                logging.DEBUG,
+                "executing",
+                f"attempt {request.attempts} on client {pooled.index}",
+                client=pooled.index,
+            )
+            client = pooled.client
+            if inject_session and request.session_id is not None:
+                client = client.with_options(default_headers={C.SESSION_HEADER: request.session_id})
+            with anyio.move_on_after(self.config.request_timeout):
+                result = await fn(client)
+                if keep_slot:
+                    request.lease = pooled
+                    pooled = None  # the stream owns slot and client until it ends
+                return result
+            self._stats.timeouts += 1
+            raise request.error(
+                RequestTimeoutError,
+                f"attempt exceeded request_timeout={self.config.request_timeout}s",
+                anyio.current_time(),
+            )
+        except BaseException as exc:
+            self._on_attempt_failure(request, pooled, exc)
+            raise
+        finally:
+            if pooled is not None:
+                pooled.in_flight -= 1
+                self._scheduler.release()
+
+    async def _acquire(self, request: Request) -> None:
+        scheduler = self._scheduler
+        retry = request.attempts > 0
+        if not scheduler.try_acquire():
+            if not retry:
+                request.log(logging.DEBUG, "queued", f"queued ({scheduler.queued + 1} waiting)")
+            with anyio.move_on_after(self.config.queue_timeout) as scope:
+                try:
+                    await scheduler.acquire(
+                        request.priority.rank, request.session_key, request.seq, retry=retry
+                    )
+                except QueueFull:
+                    self._stats.rejected += 1
+                    raise request.error(
+                        QueueFullError,
+                        f"queue full: max_queue_size={self.config.max_queue_size} reached",
+                        anyio.current_time(),
+                    ) from None
+            if scope.cancelled_caught:
+                self._stats.timeouts += 1
+                raise request.error(
+                    QueueTimeoutError,
+                    f"no slot within queue_timeout={self.config.queue_timeout}s",
+                    anyio.current_time(),
+                )
+        if request.first_slot_at is None:
+            request.first_slot_at = anyio.current_time()
+            self._stats.queue_wait.append(request.first_slot_at - request.submitted_at)
+
+    async def _pick(self, request: Request) -> PooledClient:
+        pool = self._pool
+        assert pool is not None  # set on entry; _admit refuses work before
+        pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream)
+        while pooled is None:
+            # Every upstream is cooling after a 429 with Retry-After: hold this slot (so the
+            # queue behind it waits too) until the first cooldown ends.
+            until = pool.cooldown_ends()
+            request.log(logging.DEBUG, "cooldown", f"all upstreams cooling; waiting until {until}")
+            await anyio.sleep_until(until)
+            pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream)
+        return pooled
+
+    def _on_attempt_failure(
+        self, request: Request, pooled: PooledClient | None, exc: BaseException
+    ) -> None:
+        decision = classify(exc, max_retry_after=self.config.retry.max_retry_after)
+        request.decision = decision
+        if pooled is None:
+            return
+        request.last_upstream = pooled.upstream
+        if decision.cooldown and decision.delay is not None:
+            ClientPool.cool_down(pooled.upstream, anyio.current_time() + decision.delay)
+            request.log(
+                logging.INFO,
+                "cooldown",
+                f"{pooled.upstream.label} cooling for {decision.delay:.3f}s",
+                delay=decision.delay,
+            )
+
+    async def _open_stream(
+        self, request: Request, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]
+    ) -> T:
+        """Open a stream like ``run`` opens a call, keeping the slot: see ``PooledStream``."""
+        return await self._execute(request, fn, inject_session=False, keep_slot=True)
+
+    def _track_stream(self, stream: PooledStream[T]) -> PooledStream[T]:
+        self._streams.add(stream)
+        return stream
+
+    def _end_stream(self, stream: PooledStream[Any], exc: BaseException | None) -> None:
+        """Give back a stream's slot and client and record how it ended (called once)."""
+        request = stream.request
+        pooled = request.lease
+        request.lease = None
+        if pooled is not None:
+            pooled.in_flight -= 1
+            self._scheduler.release()
+        if exc is None:
+            self._record_success(request)
+        else:
+            self._record_failure(request, exc)
+        self._streams.discard(stream)
+        self._wake_if_idle()
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _record_success(self, request: Request) -> None:
+        now = anyio.current_time()
+        self._stats.completed += 1
+        self._stats.latency.append(now - request.submitted_at)
+        request.log(logging.DEBUG, "completed", "completed", seconds=now - request.submitted_at)
+
+    def _record_failure(self, request: Request, exc: BaseException) -> None:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            self._stats.cancelled += 1
+            request.log(logging.DEBUG, "cancelled", "cancelled by the caller")
+            return
+        self._stats.failed += 1
+        kind = type(exc).__name__
+        request.log(logging.WARNING, "failed", f"failed: {kind}: {exc}", error=kind)
+
+
+def _retry_if_decided(request: Request) -> Callable[[RetryCallState], bool]:
+    def retry(state: RetryCallState) -> bool:
+        outcome = state.outcome
+        return (
+            outcome is not None
+            and outcome.failed
+            and request.decision is not None
+            and request.decision.retry
+        )
+
+    return retry

@@ -1,0 +1,128 @@
+"""The pooled clients and their upstreams (key + base URL), with 429 cooldowns.
+
+This module is the only place llmpool builds an ``openai.AsyncOpenAI`` (``default_client``);
+everything else receives clients from a factory. Clients built with the same API key and base
+URL share an *upstream*: a 429 with Retry-After cools the whole upstream down, so queued work
+is not thrown at the same wall, and work goes to another upstream while one is cooling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import openai
+
+__all__ = ["ClientFactory", "ClientPool", "PooledClient", "default_client"]
+
+ClientFactory = Callable[[int], openai.AsyncOpenAI]
+"""Builds the client at a pool index (0 to ``pool_size - 1``)."""
+
+
+def default_client(index: int) -> openai.AsyncOpenAI:
+    """The default client factory: ``AsyncOpenAI`` from the usual ``OPENAI_*`` variables.
+
+    ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID`` are
+    read by the SDK itself. SDK retries are off (``max_retries=0``): llmpool retries.
+
+    Args:
+        index: the pool index (unused: every default client is alike).
+
+    Raises:
+        openai.OpenAIError: no API key is configured.
+    """
+    del index
+    return openai.AsyncOpenAI(max_retries=0)
+
+
+class Upstream:
+    """An API key + base URL pair, shared by the clients built with it."""
+
+    __slots__ = ("cooldown_until", "label")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.cooldown_until = 0.0
+
+    def cooling(self, now: float) -> bool:
+        """Whether the upstream is in a cooldown at ``now`` (event-loop clock, seconds)."""
+        return now < self.cooldown_until
+
+
+class PooledClient:
+    """One pooled client with its upstream and its count of attempts in flight."""
+
+    __slots__ = ("client", "in_flight", "index", "upstream")
+
+    def __init__(self, index: int, client: openai.AsyncOpenAI, upstream: Upstream) -> None:
+        self.index = index
+        self.client = client
+        self.upstream = upstream
+        self.in_flight = 0
+
+
+def _upstream_label(client: openai.AsyncOpenAI) -> str:
+    # The key is hashed: labels appear in logs and stats, keys must not.
+    digest = hashlib.sha256(client.api_key.encode()).hexdigest()[:8]
+    return f"{client.base_url}#{digest}"
+
+
+class ClientPool:
+    """Chooses a client for each attempt.
+
+    The least busy client on an upstream that is not cooling wins; equals take turns.
+
+    Args:
+        clients: the clients, in pool order. A client whose ``max_retries`` is not 0 is
+            replaced by a copy with ``max_retries=0`` (the SDK's own retries would multiply
+            llmpool's).
+    """
+
+    def __init__(self, clients: list[openai.AsyncOpenAI]) -> None:
+        upstreams: dict[str, Upstream] = {}
+        self.clients: list[PooledClient] = []
+        for index, client in enumerate(clients):
+            if client.max_retries != 0:
+                client = client.with_options(max_retries=0)
+            label = _upstream_label(client)
+            upstream = upstreams.setdefault(label, Upstream(label))
+            self.clients.append(PooledClient(index, client, upstream))
+        self.upstreams = list(upstreams.values())
+        self._next = 0
+
+    def pick(self, now: float, *, avoid: Upstream | None = None) -> PooledClient | None:
+        """The client for the next attempt, or ``None`` while every upstream is cooling.
+
+        Args:
+            now: event-loop clock, seconds.
+            avoid: an upstream to use only if no other is available (the one that just failed).
+        """
+        best: PooledClient | None = None
+        size = len(self.clients)
+        for offset in range(size):
+            candidate = self.clients[(self._next + offset) % size]
+            if candidate.upstream.cooling(now):
+                continue
+            if best is None or _rank(candidate, avoid) < _rank(best, avoid):
+                best = candidate
+        if best is not None:
+            self._next = (best.index + 1) % size
+        return best
+
+    def cooldown_ends(self) -> float:
+        """The earliest time (event-loop clock) at which some upstream stops cooling."""
+        return min(upstream.cooldown_until for upstream in self.upstreams)
+
+    @staticmethod
+    def cool_down(upstream: Upstream, until: float) -> None:
+        """Hold back work for ``upstream`` until ``until`` (event-loop clock, seconds)."""
+        upstream.cooldown_until = max(upstream.cooldown_until, until)
+
+    async def aclose(self) -> None:
+        """Close every client (and its HTTP connection pool)."""
+        for pooled in self.clients:
+            await pooled.client.close()
+
+
+def _rank(candidate: PooledClient, avoid: Upstream | None) -> tuple[bool, int]:
+    return (candidate.upstream is avoid, candidate.in_flight)

@@ -1,0 +1,112 @@
+"""One request's bookkeeping while llmpool handles it, and session-id validation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import _constants as C
+from ._errors import InvalidSessionIdError, LLMPoolError
+from ._pool import PooledClient, Upstream
+from ._retry import RetryDecision
+from ._types import Priority
+
+__all__ = ["Request", "logger", "validate_session_id"]
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+_ANONYMOUS = ""  # the session key shared by requests without a session id
+
+
+def validate_session_id(session_id: str | None) -> str | None:
+    """Check a caller's session id.
+
+    Args:
+        session_id: ``None``, or 1 to 128 printable ASCII characters (it travels in the
+            ``x-session-id`` HTTP header, which allows no control characters).
+
+    Returns:
+        ``session_id`` unchanged.
+
+    Raises:
+        InvalidSessionIdError: the id is not a string, is empty, too long, or has a control or
+            non-ASCII character; the message says which.
+    """
+    if session_id is None:
+        return None
+    if not isinstance(session_id, str):
+        raise InvalidSessionIdError(
+            f"session_id must be a string or None, got {type(session_id).__name__}"
+        )
+    if not session_id:
+        raise InvalidSessionIdError("session_id must not be empty")
+    if len(session_id) > C.MAX_SESSION_ID_LENGTH:
+        raise InvalidSessionIdError(
+            f"session_id is {len(session_id)} characters long; "
+            f"at most {C.MAX_SESSION_ID_LENGTH} are allowed"
+        )
+    for position, char in enumerate(session_id):
+        if not " " <= char <= "~":
+            raise InvalidSessionIdError(
+                f"session_id has a control or non-ASCII character {char!r} at position "
+                f"{position}; only printable ASCII is allowed"
+            )
+    return session_id
+
+
+class Request:
+    """Mutable state of one request; owned by the manager task running it."""
+
+    __slots__ = (
+        "attempts",
+        "decision",
+        "first_slot_at",
+        "id",
+        "last_upstream",
+        "lease",
+        "priority",
+        "seq",
+        "session_id",
+        "session_key",
+        "submitted_at",
+    )
+
+    def __init__(
+        self, *, id: str, priority: Priority, session_id: str | None, seq: int, now: float
+    ) -> None:
+        self.id = id
+        self.priority = priority
+        self.session_id = session_id
+        self.session_key = _ANONYMOUS if session_id is None else session_id
+        self.seq = seq
+        self.submitted_at = now
+        self.first_slot_at: float | None = None
+        self.attempts = 0
+        self.decision: RetryDecision | None = None
+        self.last_upstream: Upstream | None = None
+        self.lease: PooledClient | None = None  # held by an open stream
+
+    def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
+        """Build a typed error carrying this request's context."""
+        return cls(
+            message,
+            request_id=self.id,
+            session_id=self.session_id,
+            priority=self.priority.value,
+            attempts=self.attempts,
+            waited=now - self.submitted_at,
+            last_status=None if self.decision is None else self.decision.status,
+        )
+
+    def log(self, level: int, event: str, message: str, **fields: Any) -> None:
+        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``."""
+        if logger.isEnabledFor(level):
+            extra = {
+                "llmpool_event": event,
+                "request_id": self.id,
+                "session_id": self.session_id,
+                "priority": self.priority.value,
+                "attempt": self.attempts,
+                **fields,
+            }
+            logger.log(level, "%s %s: %s", self.id, event, message, extra=extra)

@@ -1,0 +1,166 @@
+"""Retryability as one pure function, and the tenacity strategies built on it.
+
+``classify(exc)`` answers, for one failed attempt: retry or not, after how long if the server
+said (``retry-after-ms`` / ``Retry-After``), and whether the upstream should cool down. The
+rules follow openai-python's ``_should_retry`` (``x-should-retry``, 408, 409, 429, 5xx,
+connection errors and timeouts), with two differences: a 429 whose error code is
+``insufficient_quota`` is never retried (billing, not load), and a server hint longer than
+``RetryPolicy.max_retry_after`` ends the retries instead of being shortened.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import openai
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from . import _constants as C
+from ._config import RetryPolicy
+from ._errors import RequestTimeoutError
+
+__all__ = ["RetryDecision", "ServerHintWait", "classify", "parse_retry_after"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after one failed attempt.
+
+    Attributes:
+        retry: try again (if attempts remain).
+        delay: seconds the server asked to wait, or ``None`` to use the backoff.
+        cooldown: the upstream said it is rate limited for ``delay`` seconds: hold back all
+            work bound for it, not only this request.
+        reason: a short label for logs (``"status 429"``, ``"connection"``…).
+        status: the HTTP status of the failure, if there was one.
+    """
+
+    retry: bool
+    reason: str
+    delay: float | None = None
+    cooldown: bool = False
+    status: int | None = None
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds the server asks the client to wait, from response headers.
+
+    ``retry-after-ms`` (milliseconds, OpenAI's) wins over ``Retry-After``, which is either
+    delay-seconds or an HTTP-date (MDN, "Retry-After"; RFC 9110 §10.2.3). A date in the past
+    gives 0. Malformed, negative or non-finite values are ignored.
+
+    Args:
+        headers: response headers; names are matched case-insensitively if ``headers`` is an
+            ``httpx`` ``Headers`` (as the SDK's are), else they must be lower-case.
+        now: wall clock for HTTP dates, seconds since the epoch.
+
+    Returns:
+        The delay in seconds, or ``None`` if no usable hint was sent.
+    """
+    ms = _number(headers.get("retry-after-ms"))
+    if ms is not None:
+        return ms / 1000.0
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def _number(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def classify(
+    exc: BaseException, *, max_retry_after: float = C.DEFAULT_MAX_RETRY_AFTER
+) -> RetryDecision:
+    """Decide whether a failed attempt is retried.
+
+    Args:
+        exc: what the attempt raised.
+        max_retry_after: longest server-requested wait honoured, seconds; a longer one gives up.
+
+    Returns:
+        The decision. Cancellation and every ``BaseException`` that is not an ``Exception`` are
+        never retried.
+    """
+    if not isinstance(exc, Exception):
+        return RetryDecision(retry=False, reason="cancelled")
+    if isinstance(exc, RequestTimeoutError):
+        return RetryDecision(retry=True, reason="request timeout")
+    if isinstance(exc, openai.APITimeoutError):
+        return RetryDecision(retry=True, reason="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return RetryDecision(retry=True, reason="connection")
+    if not isinstance(exc, openai.APIStatusError):
+        return RetryDecision(retry=False, reason=type(exc).__name__)
+    status = exc.status_code
+    reason = f"status {status}"
+    headers = exc.response.headers
+    hint = parse_retry_after(headers)
+    if status == 429 and exc.code in C.NON_TRANSIENT_429_CODES:
+        return RetryDecision(retry=False, reason=f"{reason} {exc.code}", status=status)
+    if hint is not None and hint > max_retry_after:
+        return RetryDecision(
+            retry=False, reason=f"{reason}, retry-after {hint:g}s too long", status=status
+        )
+    should_retry = headers.get("x-should-retry")
+    if should_retry == "false":
+        return RetryDecision(retry=False, reason=f"{reason}, x-should-retry false", status=status)
+    retryable = should_retry == "true" or status in C.RETRYABLE_STATUSES or status >= 500
+    if not retryable:
+        return RetryDecision(retry=False, reason=reason, status=status)
+    return RetryDecision(
+        retry=True,
+        reason=reason,
+        delay=hint,
+        cooldown=status == 429 and hint is not None and hint > 0,
+        status=status,
+    )
+
+
+class ServerHintWait:
+    """A tenacity ``wait`` strategy: the server's hint if it gave one, else backoff.
+
+    The backoff is tenacity's ``wait_exponential_jitter(initial, max, exp_base=2, jitter)``:
+    ``min(initial * 2**n + uniform(0, jitter), max)`` seconds before the n-th retry (n from 0).
+    Jitter spreads clients that failed together (AWS Architecture Blog, "Exponential Backoff
+    And Jitter").
+
+    Args:
+        policy: the retry policy giving ``initial_backoff``, ``max_backoff``, ``jitter`` and
+            ``max_retry_after``.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._backoff = wait_exponential_jitter(
+            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
+        )
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if exc is not None:
+            decision = classify(exc, max_retry_after=self._policy.max_retry_after)
+            if decision.delay is not None:
+                return decision.delay
+        return float(self._backoff(retry_state))

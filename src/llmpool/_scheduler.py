@@ -1,0 +1,203 @@
+"""The priority scheduler: who gets the next concurrency slot.
+
+Rules, in order:
+
+1. **Strict priority** between classes (``HIGH`` > ``NORMAL`` > ``LOW``) ...
+2. ... **except anti-starvation**: a class that has had waiters while ``starvation_limit``
+   grants in a row went to higher classes gets the next grant (the grant counts as one of the
+   higher class's, so under sustained ``HIGH`` load ``LOW`` still gets at least one slot in
+   every ``starvation_limit + 1`` grants, ``NORMAL`` likewise).
+3. Within a class, **retries first**: a request coming back from a backoff goes ahead of work
+   that arrived after it (ordered by arrival sequence).
+4. Then **round-robin between sessions**, **FIFO within a session**: a session with 100 queued
+   requests gets one grant per turn like a session with one. Requests without a session id
+   share one anonymous session.
+
+The scheduler is a counter plus queues of waiters; it knows nothing of clients or HTTP. A
+waiter removes itself when cancelled (its place is freed at once) and hands a slot it was
+granted but can no longer use straight back. It raises only private ``_Rejected`` exceptions;
+the manager turns them into typed errors with the request's context.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from typing import Final
+
+import anyio
+
+__all__ = ["QueueFull", "Scheduler"]
+
+_CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
+
+
+class QueueFull(Exception):
+    """Internal: admission refused because the queue is at ``max_queue_size``."""
+
+
+class _Waiter:
+    __slots__ = ("event", "granted", "rank", "retry", "seq", "session")
+
+    def __init__(self, rank: int, session: str, seq: int, retry: bool) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+        self.rank = rank
+        self.session = session
+        self.seq = seq
+        self.retry = retry
+
+
+def _arrival(waiter: _Waiter) -> int:
+    return waiter.seq
+
+
+class _ClassQueue:
+    """Waiters of one priority class: a retry lane, then sessions in round-robin."""
+
+    __slots__ = ("live", "retries", "rotation", "sessions")
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.retries: list[_Waiter] = []  # sorted by arrival sequence
+        self.sessions: dict[str, deque[_Waiter]] = {}
+        self.rotation: deque[str] = deque()  # sessions with waiters, next turn first
+
+    def push(self, waiter: _Waiter) -> None:
+        self.live += 1
+        if waiter.retry:
+            bisect.insort(self.retries, waiter, key=_arrival)
+            return
+        queue = self.sessions.get(waiter.session)
+        if queue is None:
+            queue = self.sessions[waiter.session] = deque()
+            self.rotation.append(waiter.session)
+        queue.append(waiter)
+
+    def pop(self) -> _Waiter:
+        self.live -= 1
+        if self.retries:
+            return self.retries.pop(0)
+        session = self.rotation.popleft()
+        queue = self.sessions[session]
+        waiter = queue.popleft()
+        if queue:
+            self.rotation.append(session)
+        else:
+            del self.sessions[session]
+        return waiter
+
+    def remove(self, waiter: _Waiter) -> None:
+        self.live -= 1
+        if waiter.retry:
+            self.retries.remove(waiter)
+            return
+        queue = self.sessions[waiter.session]
+        queue.remove(waiter)
+        if not queue:
+            del self.sessions[waiter.session]
+            self.rotation.remove(waiter.session)
+
+
+class Scheduler:
+    """Grants at most ``max_concurrency`` slots at once, in the order described above.
+
+    Args:
+        max_concurrency: slots that may be held at once (>= 1).
+        max_queue_size: new waiters allowed at once; retries are always admitted.
+        starvation_limit: grants in a row a waiting lower class may be passed over (>= 1).
+    """
+
+    def __init__(self, *, max_concurrency: int, max_queue_size: int, starvation_limit: int) -> None:
+        self._limit = max_concurrency
+        self._max_queue = max_queue_size
+        self._starvation_limit = starvation_limit
+        self._in_use = 0
+        self._queued = 0
+        self._classes = tuple(_ClassQueue() for _ in range(_CLASSES))
+        self._bypassed = [0] * _CLASSES
+
+    @property
+    def in_use(self) -> int:
+        """Slots held now."""
+        return self._in_use
+
+    @property
+    def queued(self) -> int:
+        """Waiters queued now (retries included)."""
+        return self._queued
+
+    def queue_depths(self) -> tuple[int, int, int]:
+        """Waiters per class, as ``(high, normal, low)``."""
+        high, normal, low = (c.live for c in self._classes)
+        return high, normal, low
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is waiting; never waits."""
+        if self._queued == 0 and self._in_use < self._limit:
+            self._in_use += 1
+            return True
+        return False
+
+    async def acquire(self, rank: int, session: str, seq: int, *, retry: bool = False) -> None:
+        """Wait for a slot.
+
+        Args:
+            rank: priority class, 0 (highest) to 2.
+            session: session key; FIFO within it, round-robin between sessions.
+            seq: arrival sequence number (orders the retry lane).
+            retry: the request is coming back from a backoff: it skips the size check and
+                goes ahead of later arrivals in its class.
+
+        Raises:
+            QueueFull: no slot is free and the queue is full (only when ``retry`` is false).
+        """
+        if self.try_acquire():
+            return
+        if not retry and self._queued >= self._max_queue:
+            raise QueueFull
+        waiter = _Waiter(rank, session, seq, retry)
+        self._classes[rank].push(waiter)
+        self._queued += 1
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # granted while being cancelled: hand the slot on
+            else:
+                self._classes[rank].remove(waiter)
+                self._queued -= 1
+                self._forget_if_empty(rank)
+            raise
+
+    def release(self) -> None:
+        """Return a slot and grant it to the next waiter, if any."""
+        self._in_use -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queued and self._in_use < self._limit:
+            rank = self._choose_class()
+            waiter = self._classes[rank].pop()
+            self._queued -= 1
+            self._forget_if_empty(rank)
+            waiter.granted = True
+            self._in_use += 1
+            waiter.event.set()
+
+    def _choose_class(self) -> int:
+        waiting = [rank for rank in range(_CLASSES) if self._classes[rank].live]
+        chosen = waiting[0]
+        for rank in waiting[1:]:
+            if self._bypassed[rank] >= self._starvation_limit:
+                chosen = rank
+                break
+        for rank in waiting:
+            if rank > chosen:
+                self._bypassed[rank] += 1
+        self._bypassed[chosen] = 0
+        return chosen
+
+    def _forget_if_empty(self, rank: int) -> None:
+        if not self._classes[rank].live:
+            self._bypassed[rank] = 0

@@ -1,0 +1,102 @@
+"""Live statistics: counters and latency windows, and the immutable ``ConnectionStats`` snapshot.
+
+``ConnectionStats.model_dump(by_alias=True)`` has seed 000's keys (``activeConnections``,
+``queuedRequests``, ``completedRequests``, ``failedRequests``, ``totalTimeouts``, ``timestamp``,
+``uptime``) plus llmpool's own, all in camelCase.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from . import _constants as C
+
+__all__ = ["ConnectionStats", "LatencyStats", "StatsRecorder"]
+
+_SNAPSHOT = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class LatencyStats(BaseModel):
+    """Percentiles of a duration over the most recent requests, in seconds.
+
+    ``count`` is the number of samples (at most ``LATENCY_WINDOW``, 2048); with no samples
+    every percentile is 0.0.
+    """
+
+    model_config = _SNAPSHOT
+
+    count: int = Field(description="Samples in the window.")
+    p50: float = Field(description="Median, seconds.")
+    p95: float = Field(description="95th percentile, seconds.")
+    p99: float = Field(description="99th percentile, seconds.")
+    max: float = Field(description="Largest sample, seconds.")
+
+    @classmethod
+    def of(cls, samples: Iterable[float]) -> LatencyStats:
+        """Summarise ``samples`` (seconds)."""
+        data = sorted(samples)
+        if not data:
+            return cls(count=0, p50=0.0, p95=0.0, p99=0.0, max=0.0)
+        if len(data) == 1:
+            only = data[0]
+            return cls(count=1, p50=only, p95=only, p99=only, max=only)
+        cuts = statistics.quantiles(data, n=100, method="inclusive")
+        return cls(count=len(data), p50=cuts[49], p95=cuts[94], p99=cuts[98], max=data[-1])
+
+
+class ConnectionStats(BaseModel):
+    """A snapshot of a manager's state. Durations are seconds."""
+
+    model_config = _SNAPSHOT
+
+    active_connections: int = Field(description="Attempts holding a concurrency slot now.")
+    queued_requests: int = Field(description="Requests waiting for a slot now.")
+    completed_requests: int = Field(description="Requests that returned a result.")
+    failed_requests: int = Field(description="Requests that ended in an error (any kind).")
+    total_timeouts: int = Field(description="Queue timeouts plus request (attempt) timeouts.")
+    retries: int = Field(description="Attempts that were retries.")
+    rejected_requests: int = Field(description="Requests refused with QueueFullError.")
+    cancelled_requests: int = Field(description="Requests whose caller cancelled them.")
+    queue_depth: dict[str, int] = Field(description="Waiting requests per priority class.")
+    in_flight_per_client: list[int] = Field(description="Attempts in flight, by pool index.")
+    cooling_upstreams: int = Field(description="Upstreams in a 429 cooldown now.")
+    queue_wait: LatencyStats = Field(description="Time from submission to first slot, seconds.")
+    latency: LatencyStats = Field(description="Time from submission to result, seconds.")
+    timestamp: datetime = Field(description="When the snapshot was taken (UTC).")
+    uptime: float = Field(description="Seconds since the manager was opened.")
+
+
+class StatsRecorder:
+    """Mutable counters behind ``ConnectionStats``; only the manager writes them."""
+
+    __slots__ = (
+        "cancelled",
+        "completed",
+        "failed",
+        "latency",
+        "queue_wait",
+        "rejected",
+        "retries",
+        "timeouts",
+    )
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failed = 0
+        self.timeouts = 0
+        self.retries = 0
+        self.rejected = 0
+        self.cancelled = 0
+        self.queue_wait: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
+        self.latency: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
+
+    @staticmethod
+    def now_utc() -> datetime:
+        """The wall-clock time for ``timestamp``."""
+        return datetime.now(UTC)
