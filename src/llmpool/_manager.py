@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import openai
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from . import _constants as C
 from ._config import PoolConfig
@@ -32,7 +32,7 @@ from ._errors import (
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
 from ._pool import ClientFactory, ClientPool, PooledClient, default_client
 from ._request import Request, validate_session_id
-from ._retry import classify
+from ._retry import backoff_strategy, classify
 from ._scheduler import QueueFull, Scheduler
 from ._stats import ConnectionStats, LatencyStats, StatsRecorder
 from ._types import Priority, PriorityLike
@@ -89,11 +89,7 @@ class ConnectionManager:
         self._tag = secrets.token_hex(3)
         self._opened_at = time.monotonic()
         self._default_view = ManagerView(self, Priority.NORMAL, None)
-        self._backoff = wait_exponential_jitter(
-            initial=self.config.retry.initial_backoff,
-            max=self.config.retry.max_backoff,
-            jitter=self.config.retry.jitter,
-        )
+        self._backoff = backoff_strategy(self.config.retry)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import openai
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import wait_exponential_jitter
 
 from . import _constants as C
 from ._config import RetryPolicy
 from ._errors import RequestTimeoutError
 
-__all__ = ["RetryDecision", "ServerHintWait", "classify", "parse_retry_after"]
+__all__ = ["RetryDecision", "backoff_strategy", "classify", "parse_retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,30 +137,16 @@ def classify(
     )
 
 
-class ServerHintWait:
-    """A tenacity ``wait`` strategy: the server's hint if it gave one, else backoff.
+def backoff_strategy(policy: RetryPolicy) -> wait_exponential_jitter:
+    """The backoff used when the server gave no hint.
 
-    The backoff is tenacity's ``wait_exponential_jitter(initial, max, exp_base=2, jitter)``:
-    ``min(initial * 2**n + uniform(0, jitter), max)`` seconds before the n-th retry (n from 0).
-    Jitter spreads clients that failed together (AWS Architecture Blog, "Exponential Backoff
-    And Jitter").
+    tenacity's ``wait_exponential_jitter``: ``min(initial_backoff * 2**n + uniform(0, jitter),
+    max_backoff)`` seconds before the n-th retry (n from 0). Jitter spreads clients that failed
+    together (AWS Architecture Blog, "Exponential Backoff And Jitter").
 
     Args:
-        policy: the retry policy giving ``initial_backoff``, ``max_backoff``, ``jitter`` and
-            ``max_retry_after``.
+        policy: gives ``initial_backoff``, ``max_backoff`` and ``jitter`` (seconds).
     """
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._policy = policy
-        self._backoff = wait_exponential_jitter(
-            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
-        )
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if exc is not None:
-            decision = classify(exc, max_retry_after=self._policy.max_retry_after)
-            if decision.delay is not None:
-                return decision.delay
-        return float(self._backoff(retry_state))
+    return wait_exponential_jitter(
+        multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
+    )

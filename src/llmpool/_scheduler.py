@@ -27,7 +27,7 @@ from typing import Final
 
 import anyio
 
-__all__ = ["QueueFull", "Scheduler"]
+__all__ = ["QueueFull", "Scheduler", "Waiter"]
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
 
@@ -36,11 +36,13 @@ class QueueFull(Exception):
     """Internal: admission refused because the queue is at ``max_queue_size``."""
 
 
-class _Waiter:
+class Waiter:
+    """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``event``."""
+
     __slots__ = ("event", "granted", "rank", "retry", "seq", "session")
 
     def __init__(self, rank: int, session: str, seq: int, retry: bool) -> None:
-        self.event = anyio.Event()
+        self.event: anyio.Event | None = None  # set by ``acquire``; absent in sync tests
         self.granted = False
         self.rank = rank
         self.session = session
@@ -48,7 +50,7 @@ class _Waiter:
         self.retry = retry
 
 
-def _arrival(waiter: _Waiter) -> int:
+def _arrival(waiter: Waiter) -> int:
     return waiter.seq
 
 
@@ -59,11 +61,11 @@ class _ClassQueue:
 
     def __init__(self) -> None:
         self.live = 0
-        self.retries: list[_Waiter] = []  # sorted by arrival sequence
-        self.sessions: dict[str, deque[_Waiter]] = {}
+        self.retries: list[Waiter] = []  # sorted by arrival sequence
+        self.sessions: dict[str, deque[Waiter]] = {}
         self.rotation: deque[str] = deque()  # sessions with waiters, next turn first
 
-    def push(self, waiter: _Waiter) -> None:
+    def push(self, waiter: Waiter) -> None:
         self.live += 1
         if waiter.retry:
             bisect.insort(self.retries, waiter, key=_arrival)
@@ -74,7 +76,7 @@ class _ClassQueue:
             self.rotation.append(waiter.session)
         queue.append(waiter)
 
-    def pop(self) -> _Waiter:
+    def pop(self) -> Waiter:
         self.live -= 1
         if self.retries:
             return self.retries.pop(0)
@@ -87,7 +89,7 @@ class _ClassQueue:
             del self.sessions[session]
         return waiter
 
-    def remove(self, waiter: _Waiter) -> None:
+    def remove(self, waiter: Waiter) -> None:
         self.live -= 1
         if waiter.retry:
             self.retries.remove(waiter)
@@ -154,21 +156,35 @@ class Scheduler:
         """
         if self.try_acquire():
             return
-        if not retry and self._queued >= self._max_queue:
-            raise QueueFull
-        waiter = _Waiter(rank, session, seq, retry)
-        self._classes[rank].push(waiter)
-        self._queued += 1
+        waiter = self.enqueue(rank, session, seq, retry=retry)
+        event = waiter.event = anyio.Event()
         try:
-            await waiter.event.wait()
+            await event.wait()
         except BaseException:
             if waiter.granted:
                 self.release()  # granted while being cancelled: hand the slot on
             else:
-                self._classes[rank].remove(waiter)
-                self._queued -= 1
-                self._forget_if_empty(rank)
+                self.withdraw(waiter)
             raise
+
+    def enqueue(self, rank: int, session: str, seq: int, *, retry: bool = False) -> Waiter:
+        """Queue a waiter without waiting (``acquire`` is this plus the wait).
+
+        Raises:
+            QueueFull: the queue holds ``max_queue_size`` waiters (only when ``retry`` is false).
+        """
+        if not retry and self._queued >= self._max_queue:
+            raise QueueFull
+        waiter = Waiter(rank, session, seq, retry)
+        self._classes[rank].push(waiter)
+        self._queued += 1
+        return waiter
+
+    def withdraw(self, waiter: Waiter) -> None:
+        """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
+        self._classes[waiter.rank].remove(waiter)
+        self._queued -= 1
+        self._forget_if_empty(waiter.rank)
 
     def release(self) -> None:
         """Return a slot and grant it to the next waiter, if any."""
@@ -183,7 +199,8 @@ class Scheduler:
             self._forget_if_empty(rank)
             waiter.granted = True
             self._in_use += 1
-            waiter.event.set()
+            if waiter.event is not None:
+                waiter.event.set()
 
     def _choose_class(self) -> int:
         waiting = [rank for rank in range(_CLASSES) if self._classes[rank].live]

@@ -157,8 +157,7 @@ class FaultPlan(BaseModel):
     def _check_consistency(self) -> Self:
         if self.latency_min > self.latency_max:
             raise ValueError(
-                f"latency_min ({self.latency_min}) must not exceed latency_max "
-                f"({self.latency_max})"
+                f"latency_min ({self.latency_min}) must not exceed latency_max ({self.latency_max})"
             )
         for status in self.error_rates:
             if not 400 <= status <= 599:

@@ -1,0 +1,384 @@
+"""``llmpool demo``: seed 000's "test multiple terminals" run through one ConnectionManager.
+
+Tests that call ``main()`` are plain sync tests: ``main`` calls ``anyio.run`` itself. They run
+against the simulated provider with a fast fault plan (latency 0-10 ms, no random faults unless
+a test scripts some), so each takes well under a second or two.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from llmpool import ConnectionManager, Priority
+from llmpool._cli import main
+from llmpool._demo import (
+    DEFAULT_SEED,
+    DemoOptions,
+    EventCollector,
+    RequestResult,
+    terminal_priority,
+)
+from llmpool._demo_report import LineObserver, LiveObserver
+from llmpool.testing import SimulatedProvider
+
+FAST = ["--stagger", "0", "--no-faults", "--latency-min", "0", "--latency-max", "0.01"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real endpoint leaks in, and rich sees a plain pipe."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = main(["demo", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_every_request_is_accounted_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """3 terminals x 2 requests: 6 succeed, 2 per terminal, all seen by the simulator."""
+    code, summary = run_json(capsys, "--terminals", "3", "--requests", "2", *FAST)
+    assert code == 0
+    assert summary["ok"] is True
+    totals = summary["totals"]
+    assert (totals["expected"], totals["requests"], totals["succeeded"]) == (6, 6, 6)
+    assert totals["failed"] == 0
+    assert summary["failures"] == []
+    assert list(summary["per_terminal"]) == ["terminal-1", "terminal-2", "terminal-3"]
+    for group in summary["per_terminal"].values():
+        assert (group["requests"], group["succeeded"], group["failed"]) == (2, 2, 0)
+        assert group["latency"]["p50"] is not None
+    assert summary["simulator"]["requests"] >= 6
+    assert summary["simulator"]["paths"] == {"/v1/responses": 6}
+    assert summary["stats"]["completedRequests"] == 6
+    assert summary["stats"]["failedRequests"] == 0
+
+
+def test_priorities_cycle_and_are_summarised(capsys: pytest.CaptureFixture[str]) -> None:
+    """Terminals get high, normal, low in turn; per_priority sums them."""
+    _, summary = run_json(capsys, "--terminals", "4", "--requests", "1", *FAST)
+    priorities = [g["priority"] for g in summary["per_terminal"].values()]
+    assert priorities == ["high", "normal", "low", "high"]
+    per_priority = summary["per_priority"]
+    assert {p: g["succeeded"] for p, g in per_priority.items()} == {
+        "high": 2,
+        "normal": 1,
+        "low": 1,
+    }
+
+
+def test_forced_priority(capsys: pytest.CaptureFixture[str]) -> None:
+    """--priority gives every terminal the same priority."""
+    _, summary = run_json(capsys, "--terminals", "3", "--requests", "1", "--priority", "low", *FAST)
+    assert list(summary["per_priority"]) == ["low"]
+    assert summary["config"]["priority"] == "low"
+
+
+def test_retries_counted_from_the_logs_match_the_manager(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A scripted 503 and 429 cost exactly two retries; the demo's count equals stats()."""
+    plan = {
+        "scripted": [
+            {"kind": "status", "status": 503, "retry_after": 0.05},
+            {"kind": "rate_limit", "retry_after": 0.05},
+        ]
+    }
+    code, summary = run_json(
+        capsys, "--terminals", "2", "--requests", "2", *FAST, "--fault-plan", json.dumps(plan)
+    )
+    assert code == 0
+    totals = summary["totals"]
+    assert totals["retries"] == 2 == summary["stats"]["retries"]
+    assert totals["attempts"] == 6 == summary["simulator"]["requests"]
+    assert summary["simulator"]["outcomes"] == {"ok": 4, "rate_limit": 1, "status:503": 1}
+
+
+def test_wrong_key_fails_every_request_without_retry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """401 is not retried: exit 1, every request listed with AuthenticationError."""
+    code, summary = run_json(
+        capsys, "--terminals", "3", "--requests", "2", "--api-key", "wrong", *FAST
+    )
+    assert code == 1
+    assert summary["ok"] is False
+    assert summary["totals"]["failed"] == 6
+    assert len(summary["failures"]) == 6
+    assert {f["error"] for f in summary["failures"]} == {"AuthenticationError"}
+    assert {f["attempts"] for f in summary["failures"]} == {1}
+    assert summary["simulator"]["outcomes"] == {"unauthorized": 6}
+
+
+def test_retries_run_out(capsys: pytest.CaptureFixture[str]) -> None:
+    """Always 503 with --max-attempts 2: each request fails after exactly 2 attempts."""
+    plan = '{"error_rates": {"503": 1.0}, "retry_after": null}'
+    code, summary = run_json(
+        capsys,
+        "--terminals",
+        "1",
+        "--requests",
+        "1",
+        "--max-attempts",
+        "2",
+        *FAST,
+        "--fault-plan",
+        plan,
+    )
+    assert code == 1
+    [failure] = summary["failures"]
+    assert (failure["error"], failure["attempts"]) == ("InternalServerError", 2)
+
+
+def test_chat_api(capsys: pytest.CaptureFixture[str]) -> None:
+    """--api chat sends chat.completions requests."""
+    code, summary = run_json(capsys, "--terminals", "2", "--requests", "1", "--api", "chat", *FAST)
+    assert code == 0
+    assert summary["simulator"]["paths"] == {"/v1/chat/completions": 2}
+
+
+def test_trio_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    """--backend trio runs the same demo on trio."""
+    code, summary = run_json(
+        capsys, "--terminals", "2", "--requests", "1", "--backend", "trio", *FAST
+    )
+    assert code == 0
+    assert summary["config"]["backend"] == "trio"
+
+
+@pytest.mark.parametrize("via", ["option", "environment"])
+def test_real_endpoint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """With a base URL no simulator is started; requests carry the terminals' session ids."""
+    with SimulatedProvider(api_key="sk-real") as upstream:
+        if via == "option":
+            args = ["--base-url", upstream.base_url, "--api-key", "sk-real"]
+        else:
+            monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)
+            monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+            args = []
+        code, summary = run_json(
+            capsys, "--terminals", "3", "--requests", "1", "--stagger", "0", *args
+        )
+        seen = upstream.requests
+    assert code == 0
+    assert summary["config"]["endpoint"] == upstream.base_url
+    assert summary["simulator"] is None
+    assert summary["config"]["fault_plan"] is None
+    assert len(seen) == 3
+    assert {r.headers["x-session-id"] for r in seen} == {"terminal-1", "terminal-2", "terminal-3"}
+
+
+def test_real_endpoint_needs_a_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base URL without any API key is a setup error (exit 2) that says what to do."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert main(["demo"]) == 2
+    assert "--api-key" in capsys.readouterr().err
+
+
+def test_rich_report_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --json: plain progress lines, the table, the stats JSON; no control codes."""
+    code = main(["demo", "--terminals", "2", "--requests", "2", *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b[" not in out
+    assert "terminal-1 [high] request 2/2 ok" in out
+    assert "4/4 requests completed" in out
+    assert '"completedRequests": 4' in out
+    assert out.rstrip().endswith("All 4 requests completed.")
+
+
+def test_rich_report_lists_failures(capsys: pytest.CaptureFixture[str]) -> None:
+    """Failures are listed with their error type, and the verdict says how many."""
+    code = main(["demo", "--terminals", "1", "--requests", "1", "--api-key", "bad", *FAST])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "Failures (1):" in out
+    assert "AuthenticationError" in out
+    assert "1 of 1 requests did not complete." in out
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """`llmpool demo --help` names every option and its default."""
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--terminals", "--requests", "--stagger", "--priority", "--api", "--model",
+        "--backend", "--json", "--base-url", "--api-key", "--pool-size", "--max-concurrency",
+        "--queue-timeout", "--request-timeout", "--max-attempts", "--seed", "--latency-min",
+        "--latency-max", "--no-faults", "--fault-plan",
+    ):  # fmt: skip
+        assert option in out
+    assert "(default: 5)" in out
+    assert f"(default: {DEFAULT_SEED})" in out
+    assert "(default: gpt-4o-mini)" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--terminals", "0"], id="no-terminals"),
+        pytest.param(["--stagger", "-1"], id="negative-stagger"),
+        pytest.param(["--queue-timeout", "0"], id="pool-config-invalid"),
+        pytest.param(["--fault-plan", "[1]"], id="fault-plan-not-object"),
+        pytest.param(["--fault-plan", "@/nonexistent/plan.json"], id="fault-plan-no-file"),
+    ],
+)
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """Misuse fails at once with status 2 and a message."""
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *args])
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_invalid_fault_plan_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault plan the simulator rejects is a setup error naming the field."""
+    assert main(["demo", "--fault-plan", '{"drop_rate": 2}']) == 2
+    assert "drop_rate" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`llmpool` alone shows the commands and exits 2."""
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().err
+
+
+def test_missing_rich_names_the_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without rich, the demo says which extra to install."""
+    monkeypatch.setitem(sys.modules, "rich", None)
+    assert main(["demo"]) == 2
+    assert "pip install 'llmpool[demo]'" in capsys.readouterr().err
+
+
+def test_console_entry_points() -> None:
+    """`python -m llmpool._cli demo --help` and the `llmpool` script work; no rich imported."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llmpool._cli", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--terminals" in done.stdout
+    script = Path(sys.executable).parent / "llmpool"
+    if script.exists():
+        done = subprocess.run([str(script), "demo", "--help"], capture_output=True, check=False)
+        assert done.returncode == 0
+    probe = (
+        "import sys, llmpool._cli; "
+        "print(sorted({'rich', 'starlette', 'uvicorn'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "forced", "expected"),
+    [
+        (1, None, Priority.HIGH),
+        (2, None, Priority.NORMAL),
+        (3, None, Priority.LOW),
+        (4, None, Priority.HIGH),
+        (2, Priority.LOW, Priority.LOW),
+    ],
+    ids=["1-high", "2-normal", "3-low", "4-wraps", "forced"],
+)
+def test_terminal_priority(number: int, forced: Priority | None, expected: Priority) -> None:
+    """Terminal n gets high, normal, low in turn unless a priority is forced."""
+    assert terminal_priority(number, forced) is expected
+
+
+def test_event_collector_keeps_followed_sessions_only() -> None:
+    """Only llmpool events of the followed sessions are kept, and `take` empties them."""
+    collector = EventCollector(["terminal-1"])
+    logger = logging.getLogger("llmpool")
+    with collector.installed():
+        for session in ("terminal-1", "other", None):
+            logger.debug(
+                "x",
+                extra={
+                    "llmpool_event": "retrying",
+                    "session_id": session,
+                    "request_id": "req_1",
+                    "attempt": 1,
+                },
+            )
+        logger.debug("not an event")
+    assert logger.level == logging.NOTSET
+    last = collector.last("terminal-1")
+    assert last is not None
+    assert (last.name, last.request_id, last.attempt) == ("retrying", "req_1", 1)
+    assert [e.name for e in collector.take("terminal-1")] == ["retrying"]
+    assert collector.take("terminal-1") == []
+    assert collector.last("other") is None
+
+
+def _result(ok: bool) -> RequestResult:
+    return RequestResult(
+        terminal="terminal-1",
+        index=1,
+        priority=Priority.HIGH,
+        ok=ok,
+        latency=0.5,
+        queue_wait=0.1,
+        attempts=2,
+        retries=1,
+        error=None if ok else "APIConnectionError",
+    )
+
+
+def test_live_observer_draws_progress_and_stats() -> None:
+    """On a terminal, the live display shows each terminal and the manager's stats."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    options = DemoOptions(terminals=2, requests=1)
+    collector = EventCollector(options.sessions)
+    stats = ConnectionManager().stats()
+    with LiveObserver(console, options) as observer:
+        observer.started("terminal-1", 1)
+        with collector.installed():
+            logging.getLogger("llmpool").debug(
+                "x", extra={"llmpool_event": "executing", "session_id": "terminal-1", "attempt": 2}
+            )
+        observer.tick(stats, collector)
+        observer.finished(_result(ok=True))
+        observer.started("terminal-2", 1)
+        observer.finished(_result(ok=False))
+    text = out.getvalue()
+    assert "terminal-1" in text
+    assert "attempt 2" in text
+    assert "active 0/3" in text
+    assert "failed" in text
+
+
+def test_line_observer_prints_one_line_per_request() -> None:
+    """Off a terminal, each finished request is one plain line."""
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    observer = LineObserver(console, DemoOptions(requests=1))
+    observer.finished(_result(ok=True))
+    observer.finished(_result(ok=False))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("terminal-1 [high] request 1/1 ok in 0.500s")
+    assert lines[1].endswith("APIConnectionError")
