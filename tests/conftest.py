@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite shares 2 cores with CI's other work: no per-example deadline, no slowness check.
+# Properties are still checked on every example; only wall-clock health checks are off.
+settings.register_profile(
+    "llmpool", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("llmpool")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

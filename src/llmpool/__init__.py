@@ -26,6 +26,7 @@ from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
 from ._manager import ConnectionManager as ConnectionManager
+from ._pool import ClientFactory as ClientFactory
 from ._retry import RetryDecision as RetryDecision
 from ._retry import classify as classify
 from ._retry import parse_retry_after as parse_retry_after
@@ -35,6 +36,7 @@ from ._types import Priority as Priority
 
 __all__ = [
     "ENV_VARS",
+    "ClientFactory",
     "ConnectionManager",
     "ConnectionStats",
     "InvalidSessionIdError",
@@ -58,6 +60,6 @@ __version__ = "0.1.0.dev0"
 
 for _name in __all__:
     _obj = globals()[_name]
-    if callable(_obj):  # classes and functions; ENV_VARS is a mapping
+    if isinstance(_obj, type) or (callable(_obj) and hasattr(_obj, "__code__")):
         _obj.__module__ = "llmpool"
 del _name, _obj

@@ -212,10 +212,15 @@ class ConnectionManager:
         return self._default_view.chat
 
     def stats(self) -> ConnectionStats:
-        """An immutable snapshot of counters, queue depths and latency percentiles."""
+        """An immutable snapshot of counters, queue depths and latency percentiles.
+
+        Safe to call at any time, also before entering and after leaving the context. Called
+        outside the event loop's thread it reports ``cooling_upstreams=0`` (cooldowns are
+        kept on the event loop's clock).
+        """
         high, normal, low = self._scheduler.queue_depths()
         pool = self._pool
-        now = anyio.current_time() if self._state == _OPEN or self._state == _CLOSING else 0.0
+        now = _loop_time()
         s = self._stats
         return ConnectionStats(
             active_connections=self._scheduler.in_use,
@@ -229,7 +234,7 @@ class ConnectionManager:
             queue_depth={"high": high, "normal": normal, "low": low},
             in_flight_per_client=[] if pool is None else [c.in_flight for c in pool.clients],
             cooling_upstreams=0
-            if pool is None
+            if pool is None or now is None
             else sum(1 for u in pool.upstreams if u.cooling(now)),
             queue_wait=LatencyStats.of(s.queue_wait),
             latency=LatencyStats.of(s.latency),
@@ -309,7 +314,15 @@ class ConnectionManager:
     def _wait(self, request: Request, state: RetryCallState) -> float:
         decision = request.decision
         if decision is not None and decision.delay is not None:
-            return decision.delay
+            pool = self._pool
+            healthy_elsewhere = (
+                decision.cooldown
+                and pool is not None
+                and pool.pick(anyio.current_time(), avoid=request.last_upstream, peek=True)
+                is not None
+            )
+            if not healthy_elsewhere:
+                return decision.delay  # the server's hint binds this upstream only
         return float(self._backoff(state))
 
     def _before_sleep(self, request: Request, state: RetryCallState) -> None:
@@ -342,6 +355,8 @@ class ConnectionManager:
             pooled = await self._pick(request)
             pooled.in_flight += 1
             request.attempts += 1
+            if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
+                self._stats.queue_wait.append(anyio.current_time() - request.submitted_at)
             request.log(
                 logging.DEBUG,
                 "executing",
@@ -396,9 +411,6 @@ class ConnectionManager:
                     f"no slot within queue_timeout={self.config.queue_timeout}s",
                     anyio.current_time(),
                 )
-        if request.first_slot_at is None:
-            request.first_slot_at = anyio.current_time()
-            self._stats.queue_wait.append(request.first_slot_at - request.submitted_at)
 
     async def _pick(self, request: Request) -> PooledClient:
         pool = self._pool
@@ -471,6 +483,14 @@ class ConnectionManager:
         self._stats.failed += 1
         kind = type(exc).__name__
         request.log(logging.WARNING, "failed", f"failed: {kind}: {exc}", error=kind)
+
+
+def _loop_time() -> float | None:
+    """The event loop's clock, or ``None`` when no event loop runs in this thread."""
+    try:
+        return anyio.current_time()
+    except Exception:  # sniffio.AsyncLibraryNotFoundError or a backend's "no loop" error
+        return None
 
 
 def _retry_if_decided(request: Request) -> Callable[[RetryCallState], bool]:

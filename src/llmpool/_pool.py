@@ -90,12 +90,15 @@ class ClientPool:
         self.upstreams = list(upstreams.values())
         self._next = 0
 
-    def pick(self, now: float, *, avoid: Upstream | None = None) -> PooledClient | None:
+    def pick(
+        self, now: float, *, avoid: Upstream | None = None, peek: bool = False
+    ) -> PooledClient | None:
         """The client for the next attempt, or ``None`` while every upstream is cooling.
 
         Args:
             now: event-loop clock, seconds.
             avoid: an upstream to use only if no other is available (the one that just failed).
+            peek: only look: the round-robin turn does not advance.
         """
         best: PooledClient | None = None
         size = len(self.clients)
@@ -105,7 +108,7 @@ class ClientPool:
                 continue
             if best is None or _rank(candidate, avoid) < _rank(best, avoid):
                 best = candidate
-        if best is not None:
+        if best is not None and not peek:
             self._next = (best.index + 1) % size
         return best
 

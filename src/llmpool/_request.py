@@ -60,7 +60,6 @@ class Request:
     __slots__ = (
         "attempts",
         "decision",
-        "first_slot_at",
         "id",
         "last_upstream",
         "lease",
@@ -80,7 +79,6 @@ class Request:
         self.session_key = _ANONYMOUS if session_id is None else session_id
         self.seq = seq
         self.submitted_at = now
-        self.first_slot_at: float | None = None
         self.attempts = 0
         self.decision: RetryDecision | None = None
         self.last_upstream: Upstream | None = None

@@ -66,7 +66,9 @@ class ConnectionStats(BaseModel):
     queue_depth: dict[str, int] = Field(description="Waiting requests per priority class.")
     in_flight_per_client: list[int] = Field(description="Attempts in flight, by pool index.")
     cooling_upstreams: int = Field(description="Upstreams in a 429 cooldown now.")
-    queue_wait: LatencyStats = Field(description="Time from submission to first slot, seconds.")
+    queue_wait: LatencyStats = Field(
+        description="Time from submission to first attempt (queue and cooldown), seconds."
+    )
     latency: LatencyStats = Field(description="Time from submission to result, seconds.")
     timestamp: datetime = Field(description="When the snapshot was taken (UTC).")
     uptime: float = Field(description="Seconds since the manager was opened.")

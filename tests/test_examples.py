@@ -1,0 +1,60 @@
+"""The scripts in ``examples/`` run as documented: ``python examples/<name>.py``, exit 0.
+
+Each runs in a subprocess with the interpreter running the tests, against the simulated
+provider it starts itself (no network); the timeout is generous, the scripts take a few
+seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TIMEOUT = 60.0  # seconds per script
+
+
+def run_example(name: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_every_example_is_tested() -> None:
+    """A new script in examples/ needs a test here."""
+    tested = {"basic.py", "streaming.py", "custom_factory.py"}
+    assert {path.name for path in EXAMPLES.glob("*.py")} == tested
+
+
+def test_basic() -> None:
+    """Five calls from two sessions all complete; the session header reached the server."""
+    out = run_example("basic.py")
+    assert "t1-high    -> Simulated reply to: t1-high: hello" in out
+    assert "run        -> Simulated reply to: run: hello" in out
+    assert "the server saw 5 requests:" in out
+    assert "x-session-id=terminal-1 -> ok" in out
+    assert "completed 5, failed 0" in out
+    assert '"completedRequests": 5' in out
+
+
+def test_streaming() -> None:
+    """The stream opens after one retried 503, streams the reply and frees its slot."""
+    out = run_example("streaming.py")
+    assert "Simulated reply to: Stream a short greeting, please." in out
+    assert "after close: slots in use 0, retries 1, completed 1" in out
+    assert "server outcomes: ['status:503', 'ok']" in out
+
+
+def test_custom_factory() -> None:
+    """After sim-a's 429 every attempt, the retry included, goes to sim-b."""
+    out = run_example("custom_factory.py")
+    assert "sim-a  request 1   rate_limit" in out
+    assert "sim-a answered 1 attempt(s), sim-b 6" in out
+    assert "6/6 completed, 0 failed, 1 retried" in out
