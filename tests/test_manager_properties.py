@@ -1,0 +1,176 @@
+"""Property: under random priorities, sessions, faults, timeouts and cancellations, every
+request ends in exactly one result or one typed error, and the manager's books balance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import openai
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trio.testing import MockClock
+
+from llmpool import (
+    ConnectionManager,
+    PoolConfig,
+    QueueFullError,
+    QueueTimeoutError,
+    RequestTimeoutError,
+    RetryPolicy,
+)
+
+from .helpers import client_factory, status_error
+
+BEHAVIOURS = ["ok", "slow", "flaky", "always-500", "auth", "hang"]
+EXPECTED_ERRORS = {
+    cls.__name__
+    for cls in (
+        QueueFullError,
+        QueueTimeoutError,
+        RequestTimeoutError,
+        openai.InternalServerError,
+        openai.AuthenticationError,
+    )
+}
+
+
+@dataclass
+class Spec:
+    priority: str
+    session: str | None
+    behaviour: str
+    start: float
+    cancel_after: float | None
+
+
+specs = st.lists(
+    st.builds(
+        Spec,
+        priority=st.sampled_from(["high", "normal", "low"]),
+        session=st.sampled_from([None, "a", "b", "c"]),
+        behaviour=st.sampled_from(BEHAVIOURS),
+        # Whole units make events coincide (a grant and a cancellation in the same instant).
+        start=st.integers(0, 5).map(float) | st.floats(0, 5),
+        cancel_after=st.none() | st.integers(0, 20).map(float) | st.floats(0, 20),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+async def scenario(
+    requests: list[Spec], concurrency: int, queue: int, unit: float
+) -> dict[str, Any]:
+    """Run every spec through one manager; ``unit`` scales all durations (seconds)."""
+    config = PoolConfig(
+        pool_size=2,
+        max_concurrency=concurrency,
+        max_queue_size=queue,
+        queue_timeout=8 * unit,
+        request_timeout=4 * unit,
+        shutdown_grace=0,
+        retry=RetryPolicy(max_attempts=3, initial_backoff=unit, max_backoff=2 * unit, jitter=unit),
+    )
+    outcomes: dict[int, list[str]] = {i: [] for i in range(len(requests))}
+    calls: Counter[int] = Counter()
+    returned: Counter[int] = Counter()
+
+    def make_fn(i: int, behaviour: str) -> Any:
+        async def fn(client: openai.AsyncOpenAI) -> int:
+            calls[i] += 1
+            if behaviour == "slow":
+                await anyio.sleep(2 * unit)
+            elif behaviour == "flaky" and calls[i] == 1:
+                raise status_error(503)
+            elif behaviour == "always-500":
+                raise status_error(500)
+            elif behaviour == "auth":
+                raise status_error(401)
+            elif behaviour == "hang":
+                await anyio.sleep_forever()
+            await anyio.sleep(unit / 10)
+            returned[i] += 1
+            return i
+
+        return fn
+
+    async def caller(i: int, spec: Spec, m: ConnectionManager) -> None:
+        await anyio.sleep(spec.start * unit)
+        with anyio.CancelScope() as scope:
+            if spec.cancel_after is not None:
+                scope.deadline = anyio.current_time() + spec.cancel_after * unit
+            try:
+                value = await m.run(
+                    make_fn(i, spec.behaviour), priority=spec.priority, session_id=spec.session
+                )
+                outcomes[i].append("ok" if value == i else f"wrong result {value}")
+            except Exception as exc:
+                outcomes[i].append(type(exc).__name__)
+        if scope.cancelled_caught:
+            outcomes[i].append("cancelled")
+
+    async with ConnectionManager(config, client_factory=client_factory("http://x.test/v1")) as m:
+        async with anyio.create_task_group() as tg:
+            for i, spec in enumerate(requests):
+                tg.start_soon(caller, i, spec, m)
+        stats = m.stats()
+    return {"outcomes": outcomes, "calls": calls, "returned": returned, "stats": stats}
+
+
+def check(requests: list[Spec], result: dict[str, Any]) -> None:
+    outcomes, calls, returned, stats = (
+        result["outcomes"],
+        result["calls"],
+        result["returned"],
+        result["stats"],
+    )
+    for i, spec in enumerate(requests):
+        assert len(outcomes[i]) == 1, f"request {i} ended {outcomes[i]} ({spec})"
+        assert outcomes[i][0] in {"ok", "cancelled"} | EXPECTED_ERRORS, outcomes[i]
+        assert calls[i] <= 3, "never more attempts than max_attempts"
+        if outcomes[i] == ["ok"]:
+            assert returned[i] == 1, "a result is produced once"
+        if spec.behaviour == "auth":
+            assert calls[i] <= 1, "a 401 is never retried"
+    final = Counter(o[0] for o in outcomes.values())
+    assert stats.active_connections == 0
+    assert stats.queued_requests == 0
+    assert stats.in_flight_per_client == [0, 0]
+    assert stats.completed_requests == final["ok"]
+    assert stats.cancelled_requests == final["cancelled"]
+    assert stats.failed_requests == sum(n for k, n in final.items() if k not in ("ok", "cancelled"))
+    assert stats.rejected_requests == final["QueueFullError"]
+
+
+@settings(max_examples=60)
+@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30))
+def test_nothing_lost_or_duplicated_virtual_time(
+    requests: list[Spec], concurrency: int, queue: int
+) -> None:
+    """On trio's virtual clock (1 unit = 1 s), every request ends exactly once."""
+    result = anyio.run(
+        scenario,
+        requests,
+        concurrency,
+        queue,
+        1.0,
+        backend="trio",
+        backend_options={"clock": MockClock(autojump_threshold=0)},
+    )
+    check(requests, result)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=15)
+@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30))
+def test_nothing_lost_or_duplicated_real_time(
+    backend: str, requests: list[Spec], concurrency: int, queue: int
+) -> None:
+    """On the real clock (1 unit = 5 ms), every request ends exactly once, on both backends."""
+    result = anyio.run(scenario, requests, concurrency, queue, 0.005, backend=backend)
+    check(requests, result)
