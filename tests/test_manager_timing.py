@@ -217,3 +217,25 @@ async def test_shutdown_grace_then_typed_error() -> None:
     }
     stats = m.stats()
     assert (stats.completed_requests, stats.failed_requests, stats.active_connections) == (2, 2, 0)
+
+
+async def test_cancelled_while_waiting_out_a_cooldown_frees_the_slot() -> None:
+    """A request holding a slot while every upstream cools down gives it back if cancelled."""
+
+    async def limited(client: openai.AsyncOpenAI) -> None:
+        raise status_error(429, {"retry-after": "10"})
+
+    gate = Gate()
+    config = {"max_concurrency": 1, "retry": NO_JITTER.model_copy(update={"max_attempts": 1})}
+    async with manager(**config) as m:
+        with pytest.raises(openai.RateLimitError):
+            await m.run(limited)  # the only upstream now cools for 10 s
+        with anyio.move_on_after(2.0):
+            await m.run(gate.fn("waits-for-cooldown"))
+        assert m.stats().active_connections == 0
+        assert m.stats().cancelled_requests == 1
+        gate.open.set()
+        start = anyio.current_time()
+        assert await m.run(gate.fn("after")) == "after"
+        assert anyio.current_time() - start == pytest.approx(8.0)  # the rest of the cooldown
+    assert gate.calls == ["after"]

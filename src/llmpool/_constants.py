@@ -42,3 +42,13 @@ RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 NON_TRANSIENT_429_CODES: Final = frozenset({"insufficient_quota"})
 
 LOGGER_NAME: Final = "llmpool"
+
+# `llmpool demo` (docs/demo.md): terminals x requests, seconds between terminal starts.
+DEMO_TERMINALS: Final = 5
+DEMO_REQUESTS: Final = 3
+DEMO_STAGGER: Final = 0.3
+DEMO_MODEL: Final = "gpt-4o-mini"
+# A simulator seed whose default run succeeds: each request has 4 attempts and ~16 % of
+# attempts fail (seeds 1-10 all pass; 7 shows every fault kind).
+DEMO_SEED: Final = 7
+DEMO_SIMULATOR_API_KEY: Final = "sk-llmpool-demo"

@@ -55,14 +55,12 @@ __all__ = [
     "terminal_priority",
 ]
 
-# The demo's own defaults (the pool's come from ``_constants``). Documented in docs/demo.md.
-DEFAULT_TERMINALS: Final = 5
-DEFAULT_REQUESTS: Final = 3
-DEFAULT_STAGGER: Final = 0.3
-DEFAULT_MODEL: Final = "gpt-4o-mini"
-# A seed whose default run succeeds: each request has 4 attempts and ~16% of attempts fail.
-DEFAULT_SEED: Final = 7
-SIMULATOR_API_KEY: Final = "sk-llmpool-demo"
+DEFAULT_TERMINALS: Final = C.DEMO_TERMINALS
+DEFAULT_REQUESTS: Final = C.DEMO_REQUESTS
+DEFAULT_STAGGER: Final = C.DEMO_STAGGER
+DEFAULT_MODEL: Final = C.DEMO_MODEL
+DEFAULT_SEED: Final = C.DEMO_SEED
+SIMULATOR_API_KEY: Final = C.DEMO_SIMULATOR_API_KEY
 _TICK = 0.1  # seconds between two refreshes of the live display
 
 DEFAULT_FAULT_PLAN: Final[Mapping[str, Any]] = {

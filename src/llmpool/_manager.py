@@ -351,6 +351,7 @@ class ConnectionManager:
             request.decision = classify(exc)
             raise
         pooled: PooledClient | None = None
+        holds_slot = True
         try:
             pooled = await self._pick(request)
             pooled.in_flight += 1
@@ -369,8 +370,8 @@ class ConnectionManager:
             with anyio.move_on_after(self.config.request_timeout):
                 result = await fn(client)
                 if keep_slot:
-                    request.lease = pooled
-                    pooled = None  # the stream owns slot and client until it ends
+                    request.lease = pooled  # the stream owns slot and client until it ends
+                    holds_slot = False
                 return result
             self._stats.timeouts += 1
             raise request.error(
@@ -382,8 +383,9 @@ class ConnectionManager:
             self._on_attempt_failure(request, pooled, exc)
             raise
         finally:
-            if pooled is not None:
-                pooled.in_flight -= 1
+            if holds_slot:
+                if pooled is not None:
+                    pooled.in_flight -= 1
                 self._scheduler.release()
 
     async def _acquire(self, request: Request) -> None:
