@@ -57,4 +57,5 @@ def test_custom_factory() -> None:
     out = run_example("custom_factory.py")
     assert "sim-a  request 1   rate_limit" in out
     assert "sim-a answered 1 attempt(s), sim-b 6" in out
+    assert "request 1 retried on sim-b" in out
     assert "6/6 completed, 0 failed, 1 retried" in out

@@ -9,8 +9,8 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     │                           when the last attempt timed out)
     ├── ManagerClosedError      submitted to a closed manager, or still unfinished when the
     │                           shutdown grace period ran out
-    └── InvalidSessionIdError   (also a ValueError) a session id with control characters or
-                                over 128 characters
+    └── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
+                                printable ASCII characters
 
 Errors raised by the API that llmpool does not retry (401, 400, a 429 ``insufficient_quota``…),
 and the last one after retries ran out, are **not** wrapped: they propagate as the ``openai``

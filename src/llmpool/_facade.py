@@ -109,6 +109,11 @@ class PooledStream(Generic[E]):
         """The HTTP response (status, headers) of the open stream."""
         return self._stream.response
 
+    @property
+    def aborted(self) -> bool:
+        """Whether the manager closed this stream at shutdown."""
+        return self._aborted
+
     def __aiter__(self) -> Self:
         return self
 
@@ -125,6 +130,11 @@ class PooledStream(Generic[E]):
             self._end(None)
             raise
         except BaseException as exc:
+            if self.aborted and isinstance(exc, Exception):
+                # The manager closed the upstream under a reader blocked on it (shutdown).
+                raise self.request.error(
+                    ManagerClosedError, "the manager closed this stream", anyio.current_time()
+                ) from exc
             await self._close_upstream()
             self._end(exc)
             raise

@@ -484,7 +484,7 @@ class ConnectionManager:
             return
         self._stats.failed += 1
         kind = type(exc).__name__
-        request.log(logging.WARNING, "failed", f"failed: {kind}: {exc}", error=kind)
+        request.log(logging.WARNING, "failed", f"{kind}: {exc}", error=kind)
 
 
 def _loop_time() -> float | None:

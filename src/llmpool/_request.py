@@ -14,6 +14,9 @@ from ._types import Priority
 __all__ = ["Request", "logger", "validate_session_id"]
 
 logger = logging.getLogger(C.LOGGER_NAME)
+# A library adds no output of its own: the application configures logging (Python HOWTO,
+# "Configuring Logging for a Library").
+logger.addHandler(logging.NullHandler())
 
 _ANONYMOUS = ""  # the session key shared by requests without a session id
 

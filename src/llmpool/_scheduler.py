@@ -3,10 +3,11 @@
 Rules, in order:
 
 1. **Strict priority** between classes (``HIGH`` > ``NORMAL`` > ``LOW``) ...
-2. ... **except anti-starvation**: a class that has had waiters while ``starvation_limit``
-   grants in a row went to higher classes gets the next grant (the grant counts as one of the
-   higher class's, so under sustained ``HIGH`` load ``LOW`` still gets at least one slot in
-   every ``starvation_limit + 1`` grants, ``NORMAL`` likewise).
+2. ... **except anti-starvation**: a class with waiters that has been passed over
+   ``starvation_limit`` grants in a row gets the next grant. Under sustained ``HIGH`` load a
+   waiting ``LOW`` request is therefore served within ``starvation_limit + 1`` grants, or
+   ``starvation_limit + 2`` when ``NORMAL`` is starving at the same time (a grant to one lower
+   class does not count as passing over the other).
 3. Within a class, **retries first**: a request coming back from a backoff goes ahead of work
    that arrived after it (ordered by arrival sequence).
 4. Then **round-robin between sessions**, **FIFO within a session**: a session with 100 queued

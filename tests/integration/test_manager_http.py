@@ -15,7 +15,7 @@ import openai
 import pytest
 from openai.types.responses import Response
 
-from llmpool import ConnectionManager, PoolConfig, PooledStream, RetryPolicy
+from llmpool import ConnectionManager, ManagerClosedError, PoolConfig, PooledStream, RetryPolicy
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -297,3 +297,30 @@ async def test_queue_full_sends_nothing(sim: SimulatedProvider) -> None:
             await anyio.sleep(0.05)
     assert sorted(results) == ["QueueFullError", "ok", "ok"]
     assert sim.count() == 2
+
+
+async def test_shutdown_closes_a_stream_still_being_read(sim: SimulatedProvider) -> None:
+    """A stream still open when the grace period ends is closed; its reader gets
+    ManagerClosedError (not a bare connection error) and the slot is given back."""
+    sim.set_fault_plan(FaultPlan(stream_chunk_delay=0.5))
+    config = PoolConfig(shutdown_grace=0.3, retry=FAST_RETRY)
+    seen: list[str] = []
+    async with (
+        anyio.create_task_group() as tg,
+        ConnectionManager(config, client_factory=factory_for(sim)) as m,  # closes first
+    ):
+        stream = await m.responses.create(model="sim-1", input="a long answer", stream=True)
+
+        async def read() -> None:
+            try:
+                async for event in stream:
+                    seen.append(event.type)  # noqa: PERF401 - kept when iteration raises
+            except ManagerClosedError:
+                seen.append("closed")
+
+        tg.start_soon(read)
+        await anyio.sleep(0.1)
+    assert seen[-1] == "closed"
+    assert 0 < len(seen) < 5
+    stats = m.stats()
+    assert (stats.active_connections, stats.failed_requests, stats.completed_requests) == (0, 1, 0)
