@@ -177,19 +177,30 @@ async def test_insufficient_quota_is_not_retried() -> None:
 
 
 async def test_cancelled_caller_frees_its_place() -> None:
-    """A queued caller that is cancelled leaves the queue at once and counts as cancelled."""
+    """A queued caller that is cancelled leaves the queue at once and counts as cancelled;
+    the next waiter, not the cancelled one, gets the slot."""
     gate = Gate()
-    async with manager(max_concurrency=1) as m, anyio.create_task_group() as tg:
+    waiting = anyio.CancelScope()
+
+    async def cancellable() -> None:
+        with waiting:
+            await m.run(gate.fn("cancelled"))
+
+    async with manager(max_concurrency=1, max_queue_size=1) as m, anyio.create_task_group() as tg:
         tg.start_soon(m.run, gate.fn("holder"))
         await anyio.wait_all_tasks_blocked()
-        with anyio.CancelScope() as scope:
-            tg.start_soon(m.run, gate.fn("never"))
-            await anyio.wait_all_tasks_blocked()
-            assert m.stats().queued_requests == 1
-            scope.cancel()
-            await m.run(gate.fn("cancelled-too"))
-        tg.cancel_scope.cancel()
-    assert "cancelled-too" not in gate.calls
+        tg.start_soon(cancellable)
+        await anyio.wait_all_tasks_blocked()
+        assert m.stats().queued_requests == 1
+        waiting.cancel()
+        await anyio.wait_all_tasks_blocked()
+        stats = m.stats()
+        assert (stats.queued_requests, stats.cancelled_requests) == (0, 1)
+        tg.start_soon(m.run, gate.fn("next"))  # fits: the place is free (max_queue_size=1)
+        await anyio.wait_all_tasks_blocked()
+        gate.open.set()
+    assert gate.calls == ["holder", "next"]
+    assert m.stats().completed_requests == 2
 
 
 async def test_cancelled_running_caller_frees_its_slot() -> None:
