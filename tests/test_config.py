@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 import llmpool
-from llmpool import ENV_VARS, PoolConfig, Priority, RetryPolicy
+from llmpool import ENV_VARS, PoolConfig, Priority, RateLimitPolicy, RetryPolicy
 from llmpool import _constants as C
 
 
@@ -79,6 +79,10 @@ def test_from_env_reads_every_variable() -> None:
         "LLMPOOL_RETRY_MAX_BACKOFF": "10",
         "LLMPOOL_RETRY_JITTER": "0",
         "LLMPOOL_RETRY_MAX_RETRY_AFTER": "90",
+        "LLMPOOL_RATE_LIMIT_RPM": "600",
+        "LLMPOOL_RATE_LIMIT_TPM": "30000",
+        "LLMPOOL_RATE_LIMIT_BURST": "2.5",
+        "LLMPOOL_RATE_LIMIT_LEARN_FROM_HEADERS": "false",
         "UNRELATED": "1",
     }
     assert set(env) - {"UNRELATED"} == set(ENV_VARS)
@@ -88,6 +92,9 @@ def test_from_env_reads_every_variable() -> None:
     assert config.starvation_limit == 3
     assert config.retry == RetryPolicy(
         max_attempts=6, initial_backoff=0.25, max_backoff=10, jitter=0, max_retry_after=90
+    )
+    assert config.rate_limit == RateLimitPolicy(
+        requests_per_minute=600, tokens_per_minute=30000, burst=2.5, learn_from_headers=False
     )
 
 
@@ -121,7 +128,9 @@ def test_exports_are_pinned() -> None:
         "Priority",
         "QueueFullError",
         "QueueTimeoutError",
+        "RateLimitPolicy",
         "RequestTimeoutError",
+        "RequestTooLargeError",
         "RetryDecision",
         "RetryPolicy",
         "classify",

@@ -220,7 +220,8 @@ async def test_shutdown_grace_then_typed_error() -> None:
 
 
 async def test_cancelled_while_waiting_out_a_cooldown_frees_the_slot() -> None:
-    """A request holding a slot while every upstream cools down gives it back if cancelled."""
+    """A request waiting (queued, no slot) for every upstream's cooldown frees its place if
+    cancelled; the next request runs when the cooldown ends."""
 
     async def limited(client: openai.AsyncOpenAI) -> None:
         raise status_error(429, {"retry-after": "10"})

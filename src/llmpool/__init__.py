@@ -4,8 +4,10 @@ This module only re-exports. Imports inside the package point one way (each modu
 only those above it in this list):
 
     _constants, _types, _errors      constants, closed sets, the error tree
-    _config                          PoolConfig, RetryPolicy (pydantic)
-    _retry, _scheduler, _pool        pure retry rules; slot scheduling; clients and cooldowns
+    _tokens                          token estimates (pure)
+    _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
+    _retry, _limits                  pure retry rules; rate-limit budgets (token buckets)
+    _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
     _stats, _request                 snapshots; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
     _manager                         ConnectionManager: composes all of the above
@@ -16,6 +18,7 @@ never imported from here.
 
 from ._config import ENV_VARS as ENV_VARS
 from ._config import PoolConfig as PoolConfig
+from ._config import RateLimitPolicy as RateLimitPolicy
 from ._config import RetryPolicy as RetryPolicy
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import LLMPoolError as LLMPoolError
@@ -23,6 +26,7 @@ from ._errors import ManagerClosedError as ManagerClosedError
 from ._errors import QueueFullError as QueueFullError
 from ._errors import QueueTimeoutError as QueueTimeoutError
 from ._errors import RequestTimeoutError as RequestTimeoutError
+from ._errors import RequestTooLargeError as RequestTooLargeError
 from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
 from ._manager import ConnectionManager as ConnectionManager
@@ -49,7 +53,9 @@ __all__ = [
     "Priority",
     "QueueFullError",
     "QueueTimeoutError",
+    "RateLimitPolicy",
     "RequestTimeoutError",
+    "RequestTooLargeError",
     "RetryDecision",
     "RetryPolicy",
     "classify",

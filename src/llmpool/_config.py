@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import _constants as C
 
-__all__ = ["ENV_VARS", "PoolConfig", "RetryPolicy"]
+__all__ = ["ENV_VARS", "PoolConfig", "RateLimitPolicy", "RetryPolicy"]
 
 
 class RetryPolicy(BaseModel):
@@ -57,6 +57,43 @@ class RetryPolicy(BaseModel):
         return self
 
 
+class RateLimitPolicy(BaseModel):
+    """Provider rate limits, per upstream (clients sharing an API key and base URL).
+
+    Each limit is a token bucket that refills at ``limit / 60`` per second and holds at most
+    ``limit * burst / 60`` (``burst`` seconds of quota; a request larger than the bucket
+    waits for a full bucket and leaves it in debt). Admission takes a concurrency slot, one
+    request and the request's estimated tokens in one decision; the estimate is corrected with
+    the response's ``usage``. With ``learn_from_headers``, the limits, the remaining budget and
+    429 ``Retry-After`` are taken from the API's ``x-ratelimit-*`` headers (OpenAI "Rate
+    limits" guide); a configured limit is an upper bound that headers can only lower.
+    ``None`` means no limit (nothing is held back until headers say otherwise).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Requests per minute per upstream (RPM); None: unlimited."
+    )
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Tokens per minute per upstream (TPM); None: unlimited."
+    )
+    burst: float = Field(
+        C.DEFAULT_RATE_LIMIT_BURST,
+        gt=0,
+        le=C.RATE_LIMIT_WINDOW,
+        description="Bucket size in seconds of quota (1.0: one second's worth), seconds.",
+    )
+    learn_from_headers: bool = Field(
+        True, description="Learn limits and remaining budget from x-ratelimit-* headers."
+    )
+    default_output_tokens: int = Field(
+        C.DEFAULT_OUTPUT_TOKEN_ESTIMATE,
+        ge=0,
+        description="Output tokens assumed when a request sets no max_output_tokens, tokens.",
+    )
+
+
 class PoolConfig(BaseModel):
     """Settings of a ``ConnectionManager``.
 
@@ -94,6 +131,9 @@ class PoolConfig(BaseModel):
         description="Grants in a row a waiting lower priority class may be passed over.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
+    rate_limit: RateLimitPolicy = Field(
+        default_factory=RateLimitPolicy, description="Provider rate limits (RPM/TPM)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
@@ -111,15 +151,15 @@ class PoolConfig(BaseModel):
         """
         env = os.environ if environ is None else environ
         data: dict[str, Any] = {}
-        retry: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
         for var, field in ENV_VARS.items():
             if var in env:
-                if field.startswith("retry."):
-                    retry[field.removeprefix("retry.")] = env[var]
+                group, dot, name = field.partition(".")
+                if dot:
+                    nested.setdefault(group, {})[name] = env[var]
                 else:
                     data[field] = env[var]
-        if retry:
-            data["retry"] = retry
+        data.update(nested)
         data.update(overrides)
         return cls.model_validate(data)
 
@@ -137,5 +177,10 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_RETRY_MAX_BACKOFF": "retry.max_backoff",
     "LLMPOOL_RETRY_JITTER": "retry.jitter",
     "LLMPOOL_RETRY_MAX_RETRY_AFTER": "retry.max_retry_after",
+    "LLMPOOL_RATE_LIMIT_RPM": "rate_limit.requests_per_minute",
+    "LLMPOOL_RATE_LIMIT_TPM": "rate_limit.tokens_per_minute",
+    "LLMPOOL_RATE_LIMIT_BURST": "rate_limit.burst",
+    "LLMPOOL_RATE_LIMIT_LEARN_FROM_HEADERS": "rate_limit.learn_from_headers",
 }
-"""Environment variable -> ``PoolConfig`` field (``retry.*`` fields of ``RetryPolicy``)."""
+"""Environment variable -> ``PoolConfig`` field (``retry.*`` fields of ``RetryPolicy``,
+``rate_limit.*`` fields of ``RateLimitPolicy``)."""

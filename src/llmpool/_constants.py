@@ -43,6 +43,17 @@ NON_TRANSIENT_429_CODES: Final = frozenset({"insufficient_quota"})
 
 LOGGER_NAME: Final = "llmpool"
 
+# Provider rate limits (docs/limits.md). Token buckets per upstream: a bucket holds
+# ``limit * RATE_LIMIT_BURST / 60`` units (one second of quota: OpenAI's guide says limits "may
+# also be quantized" over shorter periods, e.g. 60,000 RPM enforced as 1,000 per second) and
+# refills at ``limit / 60`` units per second.
+RATE_LIMIT_WINDOW: Final = 60.0
+DEFAULT_RATE_LIMIT_BURST: Final = 1.0
+# Output tokens assumed for a request that sets no max_output_tokens / max_tokens.
+DEFAULT_OUTPUT_TOKEN_ESTIMATE: Final = 256
+# The API's rate-limit headers (OpenAI "Rate limits" guide).
+RATELIMIT_HEADER_PREFIX: Final = "x-ratelimit-"
+
 # `llmpool demo` (docs/demo.md): terminals x requests, seconds between terminal starts.
 DEMO_TERMINALS: Final = 5
 DEMO_REQUESTS: Final = 3
@@ -52,3 +63,41 @@ DEMO_MODEL: Final = "gpt-4o-mini"
 # attempts fail (seeds 1-10 all pass; 7 shows every fault kind).
 DEMO_SEED: Final = 7
 DEMO_SIMULATOR_API_KEY: Final = "sk-llmpool-demo"
+
+# Recovering streams (docs/recovery.md): rebuilds of the input after a 404 "Item with id … not
+# found" / previous_response_not_found, per stream.
+DEFAULT_MAX_RECOVERIES: Final = 2
+# Codes of stream ``error`` / ``response.failed`` events that are transient (retried before any
+# output was yielded, like a 5xx).
+TRANSIENT_STREAM_ERROR_CODES: Final = frozenset(
+    {"server_error", "internal_error", "rate_limit_exceeded", "server_is_overloaded"}
+)
+
+# ConversationSanitizer (docs/sanitizer.md): server bookkeeping removed from conversation items
+# wherever the input schema (the openai SDK's param TypedDicts) does not require the field. The
+# SDK marks ``status`` "populated when items are returned via API"; ``response_id``, ``object``,
+# ``created*``, ``model``, ``usage``, ``system_fingerprint``, ``service_tier``, ``finish_reason``,
+# ``index`` are response/choice/delta fields; ``created_by`` comes from Conversations items;
+# ``logprobs`` and chat ``annotations`` are output-only; ``reasoning_content`` is DeepSeek's,
+# which answers 400 when it is sent back ("reasoning_content" must not be in input messages).
+SANITIZER_STRIP_FIELDS: Final = frozenset(
+    {
+        "status",
+        "response_id",
+        "object",
+        "created",
+        "created_at",
+        "completed_at",
+        "created_by",
+        "model",
+        "usage",
+        "system_fingerprint",
+        "service_tier",
+        "incomplete_details",
+        "finish_reason",
+        "index",
+        "logprobs",
+        "annotations",
+        "reasoning_content",
+    }
+)

@@ -9,8 +9,14 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     │                           when the last attempt timed out)
     ├── ManagerClosedError      submitted to a closed manager, or still unfinished when the
     │                           shutdown grace period ran out
-    └── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
-                                printable ASCII characters
+    ├── RequestTooLargeError    the request's estimated tokens exceed every upstream's
+    │                           tokens-per-minute limit: it could never be admitted
+    ├── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
+    │                           printable ASCII characters
+    └── InvalidConversationError (also a ValueError) a conversation item the sanitizer cannot
+        │                        read: "item 3: expected a mapping or an SDK model, got int"
+        └── CompactionBudgetError  the budget is smaller than the instructions plus the latest
+                                   user message
 
 Errors raised by the API that llmpool does not retry (401, 400, a 429 ``insufficient_quota``…),
 and the last one after retries ran out, are **not** wrapped: they propagate as the ``openai``
@@ -19,13 +25,19 @@ exception the SDK raised, so ``except openai.AuthenticationError`` keeps working
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "CompactionBudgetError",
+    "InvalidConversationError",
     "InvalidSessionIdError",
     "LLMPoolError",
     "ManagerClosedError",
     "QueueFullError",
     "QueueTimeoutError",
     "RequestTimeoutError",
+    "RequestTooLargeError",
+    "StreamInterruptedError",
 ]
 
 
@@ -97,5 +109,93 @@ class ManagerClosedError(LLMPoolError):
     """
 
 
+class RequestTooLargeError(LLMPoolError):
+    """The request's estimated tokens exceed the tokens-per-minute limit of every upstream.
+
+    Raised at once, before queueing: waiting could never make room for it. Attributes
+    ``tokens`` (the estimate) and ``limit`` (the largest per-minute limit) say by how much.
+    """
+
+    def __init__(self, message: str, *, tokens: int, limit: int, **context: Any) -> None:
+        self.tokens = tokens
+        self.limit = limit
+        super().__init__(message, **context)
+
+
 class InvalidSessionIdError(LLMPoolError, ValueError):
     """A session id is not a non-empty string of at most 128 printable characters."""
+
+
+class StreamInterruptedError(LLMPoolError):
+    """A stream broke after output had reached the caller, or the API ended it with an error.
+
+    A recovering stream (``llmpool.stream_response``) never restarts once text or a tool-call
+    delta was yielded: restarting would duplicate output. It raises this instead, carrying what
+    was already yielded, so the caller can show or keep it. ``__cause__`` is the error that cut
+    the stream (e.g. ``openai.APIConnectionError``).
+
+    Attributes:
+        partial_text: the text yielded before the interruption (``""`` if none).
+        partial_items: the output items completed before it (Responses API item dicts, e.g. a
+            finished ``function_call``); empty if none.
+        response_id: the upstream response (``resp_…``) or completion (``chatcmpl-…``) id, if
+            the stream got that far.
+        code: the API's error code when it ended the stream with an ``error`` or
+            ``response.failed`` event, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        partial_items: list[dict[str, object]] | None = None,
+        response_id: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        session_id: str | None = None,
+        priority: str | None = None,
+        attempts: int = 0,
+        waited: float | None = None,
+        last_status: int | None = None,
+    ) -> None:
+        self.partial_text = partial_text
+        self.partial_items = list(partial_items or [])
+        self.response_id = response_id
+        self.code = code
+        detail = f"{message}; {len(partial_text)} characters already streamed"
+        super().__init__(
+            detail,
+            request_id=request_id,
+            session_id=session_id,
+            priority=priority,
+            attempts=attempts,
+            waited=waited,
+            last_status=last_status,
+        )
+
+
+class InvalidConversationError(LLMPoolError, ValueError):
+    """A conversation item that ``ConversationSanitizer`` cannot read.
+
+    The message names the item's index in the caller's list and the reason, e.g.
+    ``item 3: expected a mapping or an SDK model, got int``.
+
+    Attributes:
+        index: position of the bad item in the caller's list, or ``None`` when the whole
+            argument is wrong (not a list, a budget too small).
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(reason if index is None else f"item {index}: {reason}")
+
+
+class CompactionBudgetError(InvalidConversationError):
+    """``compact_*`` was given a budget smaller than what must be kept.
+
+    The system/developer instructions and the latest user message are always kept; when they
+    alone exceed ``max_items`` or ``max_tokens``, no valid compacted conversation exists.
+    """

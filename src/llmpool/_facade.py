@@ -32,10 +32,12 @@ from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typi
 from . import _constants as C
 from ._errors import ManagerClosedError
 from ._request import Request
+from ._tokens import estimate_tokens
 from ._types import Priority
 
 if TYPE_CHECKING:
     import httpx2
+    from openai._legacy_response import LegacyAPIResponse
 
     from ._manager import ConnectionManager
 
@@ -125,7 +127,7 @@ class PooledStream(Generic[E]):
         if self._ended:
             raise StopAsyncIteration
         try:
-            return await self._stream.__anext__()
+            event = await self._stream.__anext__()
         except StopAsyncIteration:
             self._end(None)
             raise
@@ -138,6 +140,15 @@ class PooledStream(Generic[E]):
             await self._close_upstream()
             self._end(exc)
             raise
+        # The final event carries the usage (Responses: response.completed; Chat: the
+        # include_usage chunk): it settles the stream's token reservation.
+        usage = getattr(event, "usage", None) or getattr(
+            getattr(event, "response", None), "usage", None
+        )
+        total = getattr(usage, "total_tokens", None)
+        if isinstance(total, int):
+            self.request.used_tokens = total
+        return event
 
     async def __aenter__(self) -> Self:
         return self
@@ -216,16 +227,56 @@ class ManagerView:
             params["extra_headers"] = headers
         return params
 
-    async def _call(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
+    def _estimate(self, params: Mapping[str, Any]) -> int:
+        """Token cost of one call: prompt estimate plus the output cap (or the default).
+
+        OpenAI counts a request against the tokens-per-minute limit by its prompt and its
+        ``max_tokens`` before it runs ("Rate limits" guide); the usage corrects it after.
+        Computed only when some upstream has a token limit.
+        """
         manager = self._manager
-        request = manager._admit(self.priority, self.session_id)
+        if not manager._tokens_limited():
+            return 0
+        prompt = params.get("input", params.get("messages"))
+        output = (
+            params.get("max_output_tokens")
+            or params.get("max_completion_tokens")
+            or params.get("max_tokens")
+        )
+        if not isinstance(output, int):
+            output = manager.config.rate_limit.default_output_tokens
+        return estimate_tokens(prompt) + estimate_tokens(params.get("instructions")) + output
+
+    async def _call(
+        self,
+        raw: Callable[[openai.AsyncOpenAI], Awaitable[LegacyAPIResponse[Any]]],
+        params: Mapping[str, Any],
+    ) -> Any:
+        manager = self._manager
+        request = manager._admit(self.priority, self.session_id, self._estimate(params))
+
+        async def fn(client: openai.AsyncOpenAI) -> Any:
+            response = await raw(client)
+            if request.current_upstream is not None:
+                manager._learn(request.current_upstream, response.headers)
+            return response.parse()
+
         return await manager._execute(request, fn, inject_session=False)
 
     async def _stream(
-        self, fn: Callable[[openai.AsyncOpenAI], Awaitable[openai.AsyncStream[E]]]
-    ) -> PooledStream[E]:
+        self,
+        raw: Callable[[openai.AsyncOpenAI], Awaitable[LegacyAPIResponse[Any]]],
+        params: Mapping[str, Any],
+    ) -> PooledStream[Any]:
         manager = self._manager
-        request = manager._admit(self.priority, self.session_id)
+        request = manager._admit(self.priority, self.session_id, self._estimate(params))
+
+        async def fn(client: openai.AsyncOpenAI) -> openai.AsyncStream[Any]:
+            response = await raw(client)
+            if request.current_upstream is not None:
+                manager._learn(request.current_upstream, response.headers)
+            return cast(openai.AsyncStream[Any], response.parse())
+
         upstream = await manager._open_stream(request, fn)
         return manager._track_stream(PooledStream(manager, request, upstream))
 
@@ -253,12 +304,12 @@ class PooledResponses:
         """
         kwargs = self._view._params(params)
 
-        def call(client: openai.AsyncOpenAI) -> Awaitable[Any]:
-            return cast(Awaitable[Any], client.responses.create(**kwargs))
+        def call(client: openai.AsyncOpenAI) -> Awaitable[LegacyAPIResponse[Any]]:
+            return client.responses.with_raw_response.create(**kwargs)
 
         if kwargs.get("stream"):
-            return await self._view._stream(call)
-        return cast(Response, await self._view._call(call))
+            return cast(PooledStream[ResponseStreamEvent], await self._view._stream(call, kwargs))
+        return cast(Response, await self._view._call(call, kwargs))
 
 
 class PooledChatCompletions:
@@ -284,12 +335,12 @@ class PooledChatCompletions:
         """
         kwargs = self._view._params(params)
 
-        def call(client: openai.AsyncOpenAI) -> Awaitable[Any]:
-            return cast(Awaitable[Any], client.chat.completions.create(**kwargs))
+        def call(client: openai.AsyncOpenAI) -> Awaitable[LegacyAPIResponse[Any]]:
+            return client.chat.completions.with_raw_response.create(**kwargs)
 
         if kwargs.get("stream"):
-            return await self._view._stream(call)
-        return cast(ChatCompletion, await self._view._call(call))
+            return cast(PooledStream[ChatCompletionChunk], await self._view._stream(call, kwargs))
+        return cast(ChatCompletion, await self._view._call(call, kwargs))
 
 
 class PooledChat:

@@ -1,10 +1,16 @@
 """``ConnectionManager``: the pool, the scheduler and the retry loop composed.
 
-Life of a request (``run``): admission (open? valid session id?) -> queue for a slot
-(priority, sessions, ``queue_timeout``) -> pick a client on an upstream that is not cooling ->
-attempt under ``request_timeout`` -> on failure ``classify`` decides; a retry gives the slot
-back, waits out the server's hint or the backoff, and queues again ahead of later arrivals.
-Every path ends in exactly one result or one exception.
+Life of a request (``run``): admission (open? valid session id? can its tokens ever fit?) ->
+queue for a slot (priority, sessions, ``queue_timeout``); the grant also reserves request and
+token budget on an upstream that is not cooling -> pick that upstream's least busy client ->
+attempt under ``request_timeout`` -> learn the rate-limit headers, settle the token estimate
+with the usage -> on failure ``classify`` decides; a retry gives the slot back, waits out the
+server's hint or the backoff, and queues again ahead of later arrivals. Every path ends in
+exactly one result or one exception.
+
+The first attempt runs outside tenacity: building its ``AsyncRetrying`` cost about three
+quarters of llmpool's per-call CPU (see docs/performance.md), so the retry loop is entered
+only after a failure that ``classify`` says to retry.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -28,9 +34,10 @@ from ._errors import (
     QueueFullError,
     QueueTimeoutError,
     RequestTimeoutError,
+    RequestTooLargeError,
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
-from ._pool import ClientFactory, ClientPool, PooledClient, default_client
+from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueFull, Scheduler
@@ -78,6 +85,7 @@ class ConnectionManager:
             max_concurrency=self.config.max_concurrency,
             max_queue_size=self.config.max_queue_size,
             starvation_limit=self.config.starvation_limit,
+            gate=self._gate,
         )
         self._stats = StatsRecorder()
         self._state = _NEW
@@ -98,7 +106,11 @@ class ConnectionManager:
             raise RuntimeError(
                 f"a ConnectionManager can be entered once; this one is {self._state}"
             )
-        self._pool = ClientPool([self._factory(i) for i in range(self.config.pool_size)])
+        self._pool = ClientPool(
+            [self._factory(i) for i in range(self.config.pool_size)],
+            rate_limit=self.config.rate_limit,
+            now=anyio.current_time(),
+        )
         self._opened_at = time.monotonic()
         self._state = _OPEN
         return self
@@ -157,12 +169,16 @@ class ConnectionManager:
         *,
         priority: PriorityLike = Priority.NORMAL,
         session_id: str | None = None,
+        estimated_tokens: int = 0,
     ) -> T:
         """Run ``fn(client)`` on a pooled client under the scheduler, with retries.
 
         ``fn`` is called once per attempt with a client whose requests carry the
         ``x-session-id`` header when ``session_id`` is given. It should make one API call (or
-        consume one stream) and return; it is retried as a whole.
+        consume one stream) and return; it is retried as a whole. If the result has
+        ``usage.total_tokens`` (``Response``, ``ChatCompletion``), the token budget is settled
+        with it. ``run`` cannot see response headers; the façade (``manager.responses``,
+        ``manager.chat``) learns rate limits from them.
 
         Args:
             fn: ``async (AsyncOpenAI) -> T``.
@@ -170,12 +186,16 @@ class ConnectionManager:
             session_id: the caller's session (terminal, user…): round-robin fairness between
                 sessions, FIFO within one; sent upstream as ``x-session-id``. 1-128 printable
                 ASCII characters, or ``None`` (requests without one share a session).
+            estimated_tokens: tokens the call will use (prompt + output), charged to the
+                tokens-per-minute budget at admission; default 0 (not counted until usage).
 
         Returns:
             What ``fn`` returned.
 
         Raises:
             QueueFullError: the queue already holds ``max_queue_size`` requests.
+            RequestTooLargeError: ``estimated_tokens`` exceed every upstream's per-minute
+                token limit.
             QueueTimeoutError: no slot within ``queue_timeout`` seconds.
             RequestTimeoutError: the last attempt ran longer than ``request_timeout`` seconds.
             ManagerClosedError: the manager is not open, or closed before the request finished.
@@ -184,7 +204,7 @@ class ConnectionManager:
             openai.APIError: the API's error when it is not retried or retries ran out,
                 unchanged (e.g. ``openai.AuthenticationError``, ``openai.RateLimitError``).
         """
-        request = self._admit(priority, session_id)
+        request = self._admit(priority, session_id, estimated_tokens)
         return await self._execute(request, fn, inject_session=True)
 
     def with_options(
@@ -244,9 +264,11 @@ class ConnectionManager:
 
     # -- the request path --------------------------------------------------------------------
 
-    def _admit(self, priority: PriorityLike, session_id: str | None) -> Request:
+    def _admit(self, priority: PriorityLike, session_id: str | None, tokens: int = 0) -> Request:
         prio = Priority.parse(priority)
         sid = validate_session_id(session_id)
+        if not isinstance(tokens, int) or tokens < 0:
+            raise ValueError(f"estimated_tokens must be an int >= 0, got {tokens!r}")
         seq = next(self._seq)
         request = Request(
             id=f"req_{self._tag}{seq:06x}",
@@ -254,6 +276,7 @@ class ConnectionManager:
             session_id=sid,
             seq=seq,
             now=anyio.current_time(),
+            tokens=tokens,
         )
         if self._state != _OPEN:
             self._stats.failed += 1
@@ -261,7 +284,61 @@ class ConnectionManager:
             raise request.error(
                 ManagerClosedError, f"the manager is {reason}", request.submitted_at
             )
+        if tokens:
+            self._check_fits(request)
         return request
+
+    def _check_fits(self, request: Request) -> None:
+        pool = self._pool
+        assert pool is not None
+        limits = [u.limits for u in pool.upstreams]
+        if all(limit.never_fits(request.tokens) for limit in limits):
+            largest = max(limit.tokens.limit for limit in limits if limit.tokens is not None)
+            self._stats.rejected += 1
+            error = RequestTooLargeError(
+                f"estimated {request.tokens} tokens exceed the tokens-per-minute limit "
+                f"({largest}) of every upstream; it could never be admitted",
+                tokens=request.tokens,
+                limit=largest,
+                request_id=request.id,
+                session_id=request.session_id,
+                priority=request.priority.value,
+                waited=0.0,
+            )
+            request.log(logging.WARNING, "failed", str(error), error="RequestTooLargeError")
+            raise error
+
+    def _gate(self, request: Request) -> float:
+        """The scheduler's budget check: reserve ``request``'s budget on an upstream."""
+        pool = self._pool
+        assert pool is not None
+        upstream, wait = pool.reserve(
+            request.tokens, anyio.current_time(), avoid=request.last_upstream
+        )
+        if upstream is None:
+            return wait
+        request.ticket = upstream
+        return 0.0
+
+    def _tokens_limited(self) -> bool:
+        """Whether any upstream has a token budget (the façade then estimates tokens)."""
+        pool = self._pool
+        return pool is not None and any(u.limits.tokens is not None for u in pool.upstreams)
+
+    def _learn(self, upstream: Upstream, headers: Mapping[str, str]) -> None:
+        """Take limits and remaining budget from one response's ``x-ratelimit-*`` headers."""
+        upstream.limits.learn(headers, anyio.current_time())
+
+    def _settle(self, request: Request, upstream: Upstream, *, refund: bool) -> None:
+        """Correct the attempt's token reservation: with the usage seen, or refunded."""
+        if request.tokens == 0 and request.used_tokens is None:
+            return
+        actual = 0 if refund else request.used_tokens
+        if actual is None:
+            return  # no usage reported: the estimate stands
+        upstream.limits.settle(request.tokens, actual, anyio.current_time())
+        if actual < request.tokens:
+            self._scheduler.kick()
 
     async def _execute(
         self,
@@ -298,6 +375,15 @@ class ConnectionManager:
         inject_session: bool,
         keep_slot: bool,
     ) -> T:
+        try:
+            return await self._attempt(request, fn, inject_session, keep_slot)
+        except Exception as exc:
+            decision = request.decision
+            if decision is None or not decision.retry or self.config.retry.max_attempts < 2:
+                raise
+            first_failure: Exception | None = exc
+        # Slow path: tenacity owns the retries. Its first iteration replays the failure of
+        # the attempt above, so waits, stop and before_sleep count it like any other.
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.retry.max_attempts),
             wait=lambda state: self._wait(request, state),
@@ -308,6 +394,9 @@ class ConnectionManager:
         )
         async for attempt in retrying:
             with attempt:
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
                 result = await self._attempt(request, fn, inject_session, keep_slot)
         return result
 
@@ -349,11 +438,16 @@ class ConnectionManager:
             await self._acquire(request)
         except BaseException as exc:
             request.decision = classify(exc)
+            if request.ticket is not None:  # granted with budget, then cancelled
+                request.ticket.limits.refund(request.tokens, anyio.current_time())
+                request.ticket = None
             raise
         pooled: PooledClient | None = None
         holds_slot = True
+        succeeded = False
         try:
-            pooled = await self._pick(request)
+            pooled = self._pick(request)
+            request.current_upstream = pooled.upstream
             pooled.in_flight += 1
             request.attempts += 1
             if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
@@ -367,11 +461,15 @@ class ConnectionManager:
             client = pooled.client
             if inject_session and request.session_id is not None:
                 client = client.with_options(default_headers={C.SESSION_HEADER: request.session_id})
+            request.used_tokens = None
             with anyio.move_on_after(self.config.request_timeout):
                 result = await fn(client)
+                succeeded = True
                 if keep_slot:
                     request.lease = pooled  # the stream owns slot and client until it ends
                     holds_slot = False
+                else:
+                    request.used_tokens = _usage_tokens(result, request.used_tokens)
                 return result
             self._stats.timeouts += 1
             raise request.error(
@@ -386,18 +484,25 @@ class ConnectionManager:
             if holds_slot:
                 if pooled is not None:
                     pooled.in_flight -= 1
+                    # A refused attempt (an HTTP error) spent no tokens; others may have.
+                    refused = not succeeded and _refused(request)
+                    self._settle(request, pooled.upstream, refund=refused)
                 self._scheduler.release()
 
     async def _acquire(self, request: Request) -> None:
         scheduler = self._scheduler
         retry = request.attempts > 0
-        if not scheduler.try_acquire():
+        if not scheduler.try_acquire(request):
             if not retry:
                 request.log(logging.DEBUG, "queued", f"queued ({scheduler.queued + 1} waiting)")
             with anyio.move_on_after(self.config.queue_timeout) as scope:
                 try:
                     await scheduler.acquire(
-                        request.priority.rank, request.session_key, request.seq, retry=retry
+                        request.priority.rank,
+                        request.session_key,
+                        request.seq,
+                        retry=retry,
+                        claim=request,
                     )
                 except QueueFull:
                     self._stats.rejected += 1
@@ -410,21 +515,17 @@ class ConnectionManager:
                 self._stats.timeouts += 1
                 raise request.error(
                     QueueTimeoutError,
-                    f"no slot within queue_timeout={self.config.queue_timeout}s",
+                    f"no slot and budget within queue_timeout={self.config.queue_timeout}s",
                     anyio.current_time(),
                 )
 
-    async def _pick(self, request: Request) -> PooledClient:
+    def _pick(self, request: Request) -> PooledClient:
+        """The least busy client of the upstream whose budget the grant reserved."""
         pool = self._pool
         assert pool is not None  # set on entry; _admit refuses work before
-        pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream)
-        while pooled is None:
-            # Every upstream is cooling after a 429 with Retry-After: hold this slot (so the
-            # queue behind it waits too) until the first cooldown ends.
-            until = pool.cooldown_ends()
-            request.log(logging.DEBUG, "cooldown", f"all upstreams cooling; waiting until {until}")
-            await anyio.sleep_until(until)
-            pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream)
+        upstream, request.ticket = request.ticket, None
+        pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream, upstream=upstream)
+        assert pooled is not None  # every upstream has a client
         return pooled
 
     def _on_attempt_failure(
@@ -435,6 +536,9 @@ class ConnectionManager:
         if pooled is None:
             return
         request.last_upstream = pooled.upstream
+        response = getattr(exc, "response", None)
+        if isinstance(exc, openai.APIStatusError) and response is not None:
+            self._learn(pooled.upstream, response.headers)
         if decision.cooldown and decision.delay is not None:
             ClientPool.cool_down(pooled.upstream, anyio.current_time() + decision.delay)
             request.log(
@@ -461,6 +565,7 @@ class ConnectionManager:
         request.lease = None
         if pooled is not None:
             pooled.in_flight -= 1
+            self._settle(request, pooled.upstream, refund=False)
             self._scheduler.release()
         if exc is None:
             self._record_success(request)
@@ -493,6 +598,18 @@ def _loop_time() -> float | None:
         return anyio.current_time()
     except Exception:  # sniffio.AsyncLibraryNotFoundError or a backend's "no loop" error
         return None
+
+
+def _usage_tokens(result: object, seen: int | None) -> int | None:
+    """``result.usage.total_tokens`` if it is an int, else what was seen before."""
+    total = getattr(getattr(result, "usage", None), "total_tokens", None)
+    return total if isinstance(total, int) else seen
+
+
+def _refused(request: Request) -> bool:
+    """Whether the last attempt was answered with an HTTP error (no tokens generated)."""
+    decision = request.decision
+    return decision is not None and decision.status is not None
 
 
 def _retry_if_decided(request: Request) -> Callable[[RetryCallState], bool]:

@@ -1,17 +1,23 @@
-"""The pooled clients and their upstreams (key + base URL), with 429 cooldowns.
+"""The pooled clients and their upstreams (key + base URL), with 429 cooldowns and budgets.
 
 This module is the only place llmpool builds an ``openai.AsyncOpenAI`` (``default_client``);
 everything else receives clients from a factory. Clients built with the same API key and base
 URL share an *upstream*: a 429 with Retry-After cools the whole upstream down, so queued work
-is not thrown at the same wall, and work goes to another upstream while one is cooling.
+is not thrown at the same wall, and work goes to another upstream while one is cooling. Each
+upstream also has its rate-limit budgets (``UpstreamLimits``); ``ClientPool.reserve`` is the
+admission check the scheduler runs before it grants a slot.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 
 import openai
+
+from ._config import RateLimitPolicy
+from ._limits import UpstreamLimits
 
 __all__ = ["ClientFactory", "ClientPool", "PooledClient", "default_client"]
 
@@ -38,11 +44,19 @@ def default_client(index: int) -> openai.AsyncOpenAI:
 class Upstream:
     """An API key + base URL pair, shared by the clients built with it."""
 
-    __slots__ = ("cooldown_until", "label")
+    __slots__ = ("cooldown_until", "label", "limits")
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, limits: UpstreamLimits) -> None:
         self.label = label
         self.cooldown_until = 0.0
+        self.limits = limits
+
+    def wait_for(self, tokens: int, now: float) -> float:
+        """Seconds until a request of ``tokens`` may start here: cooldown, then budgets."""
+        cooling = self.cooldown_until - now
+        if cooling > 0.0:
+            return cooling + self.limits.wait_for(tokens, self.cooldown_until)
+        return self.limits.wait_for(tokens, now) if self.limits.limited else 0.0
 
     def cooling(self, now: float) -> bool:
         """Whether the upstream is in a cooldown at ``now`` (event-loop clock, seconds)."""
@@ -76,22 +90,76 @@ class ClientPool:
         clients: the clients, in pool order. A client whose ``max_retries`` is not 0 is
             replaced by a copy with ``max_retries=0`` (the SDK's own retries would multiply
             llmpool's).
+        rate_limit: the rate-limit policy of every upstream; none by default.
+        now: clock reading for the budgets, seconds.
     """
 
-    def __init__(self, clients: list[openai.AsyncOpenAI]) -> None:
+    def __init__(
+        self,
+        clients: list[openai.AsyncOpenAI],
+        rate_limit: RateLimitPolicy | None = None,
+        now: float = 0.0,
+    ) -> None:
+        policy = RateLimitPolicy() if rate_limit is None else rate_limit
         upstreams: dict[str, Upstream] = {}
         self.clients: list[PooledClient] = []
         for index, client in enumerate(clients):
             if client.max_retries != 0:
                 client = client.with_options(max_retries=0)
             label = _upstream_label(client)
-            upstream = upstreams.setdefault(label, Upstream(label))
+            upstream = upstreams.get(label)
+            if upstream is None:
+                upstream = upstreams[label] = Upstream(label, UpstreamLimits(policy, now))
             self.clients.append(PooledClient(index, client, upstream))
         self.upstreams = list(upstreams.values())
         self._next = 0
 
+    def reserve(
+        self, tokens: int, now: float, *, avoid: Upstream | None = None
+    ) -> tuple[Upstream | None, float]:
+        """Admission: find an upstream that can take one request of ``tokens`` now.
+
+        An upstream qualifies when it is not cooling and both its budgets have room; the
+        one to ``avoid`` (that just failed) is used only if no other qualifies; then the one
+        with the least busy client. Its budgets are spent.
+
+        Returns:
+            ``(upstream, 0.0)``, or ``(None, seconds)`` until the first upstream could qualify.
+        """
+        upstreams = self.upstreams
+        if len(upstreams) == 1:  # the common case, kept cheap: run() calls this every time
+            only = upstreams[0]
+            wait = only.wait_for(tokens, now)
+            if wait > 0.0:
+                return None, wait
+            only.limits.take(tokens)
+            return only, 0.0
+        best: Upstream | None = None
+        best_rank = (True, 0)
+        soonest = math.inf
+        for upstream in upstreams:
+            wait = upstream.wait_for(tokens, now)
+            if wait > 0.0:
+                soonest = min(soonest, wait)
+                continue
+            rank = (upstream is avoid, self._least_busy(upstream))
+            if best is None or rank < best_rank:
+                best, best_rank = upstream, rank
+        if best is None:
+            return None, soonest
+        best.limits.take(tokens)
+        return best, 0.0
+
+    def _least_busy(self, upstream: Upstream) -> int:
+        return min(c.in_flight for c in self.clients if c.upstream is upstream)
+
     def pick(
-        self, now: float, *, avoid: Upstream | None = None, peek: bool = False
+        self,
+        now: float,
+        *,
+        avoid: Upstream | None = None,
+        peek: bool = False,
+        upstream: Upstream | None = None,
     ) -> PooledClient | None:
         """The client for the next attempt, or ``None`` while every upstream is cooling.
 
@@ -99,12 +167,17 @@ class ClientPool:
             now: event-loop clock, seconds.
             avoid: an upstream to use only if no other is available (the one that just failed).
             peek: only look: the round-robin turn does not advance.
+            upstream: choose among this upstream's clients only, cooling or not (its budget
+                was reserved at admission).
         """
         best: PooledClient | None = None
         size = len(self.clients)
         for offset in range(size):
             candidate = self.clients[(self._next + offset) % size]
-            if candidate.upstream.cooling(now):
+            if upstream is not None:
+                if candidate.upstream is not upstream:
+                    continue
+            elif candidate.upstream.cooling(now):
                 continue
             if best is None or _rank(candidate, avoid) < _rank(best, avoid):
                 best = candidate

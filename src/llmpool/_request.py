@@ -62,6 +62,7 @@ class Request:
 
     __slots__ = (
         "attempts",
+        "current_upstream",
         "decision",
         "id",
         "last_upstream",
@@ -71,10 +72,20 @@ class Request:
         "session_id",
         "session_key",
         "submitted_at",
+        "ticket",
+        "tokens",
+        "used_tokens",
     )
 
     def __init__(
-        self, *, id: str, priority: Priority, session_id: str | None, seq: int, now: float
+        self,
+        *,
+        id: str,
+        priority: Priority,
+        session_id: str | None,
+        seq: int,
+        now: float,
+        tokens: int = 0,
     ) -> None:
         self.id = id
         self.priority = priority
@@ -86,6 +97,10 @@ class Request:
         self.decision: RetryDecision | None = None
         self.last_upstream: Upstream | None = None
         self.lease: PooledClient | None = None  # held by an open stream
+        self.tokens = tokens  # estimated token cost of one attempt (admission)
+        self.ticket: Upstream | None = None  # upstream whose budget the grant reserved
+        self.current_upstream: Upstream | None = None  # upstream of the running attempt
+        self.used_tokens: int | None = None  # the response's usage.total_tokens, when seen
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
         """Build a typed error carrying this request's context."""

@@ -14,21 +14,34 @@ Rules, in order:
    requests gets one grant per turn like a session with one. Requests without a session id
    share one anonymous session.
 
+5. **Budgets in the same decision**: with a ``gate`` (the manager's rate-limit and cooldown
+   check), the chosen waiter is granted only if the gate can reserve its request and token
+   budget now; otherwise nobody is granted (no overtaking: a large request is not starved by
+   small ones) and the blocked head waiter is woken when the gate says budget will be back,
+   to try again. So a slot is never held while waiting for budget, and budget is never spent
+   on work that then waits for a slot.
+
 The scheduler is a counter plus queues of waiters; it knows nothing of clients or HTTP. A
 waiter removes itself when cancelled (its place is freed at once) and hands a slot it was
-granted but can no longer use straight back. It raises only private ``_Rejected`` exceptions;
-the manager turns them into typed errors with the request's context.
+granted but can no longer use straight back. It raises only the private ``QueueFull``;
+the manager turns it into a typed error with the request's context.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import anyio
 
-__all__ = ["QueueFull", "Scheduler", "Waiter"]
+__all__ = ["Gate", "QueueFull", "Scheduler", "Waiter"]
+
+Gate = Callable[[Any], float]
+"""``gate(claim) -> seconds``: reserve budget for ``claim`` and return 0.0, or return how many
+seconds until it could (nothing reserved)."""
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
 
@@ -40,15 +53,17 @@ class QueueFull(Exception):
 class Waiter:
     """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``event``."""
 
-    __slots__ = ("event", "granted", "rank", "retry", "seq", "session")
+    __slots__ = ("claim", "event", "granted", "poll_at", "rank", "retry", "seq", "session")
 
-    def __init__(self, rank: int, session: str, seq: int, retry: bool) -> None:
+    def __init__(self, rank: int, session: str, seq: int, retry: bool, claim: Any = None) -> None:
         self.event: anyio.Event | None = None  # set by ``acquire``; absent in sync tests
         self.granted = False
         self.rank = rank
         self.session = session
         self.seq = seq
         self.retry = retry
+        self.claim = claim  # what the gate reserves budget for (the manager's Request)
+        self.poll_at: float | None = None  # woken to re-check the gate at this time
 
 
 def _arrival(waiter: Waiter) -> int:
@@ -76,6 +91,11 @@ class _ClassQueue:
             queue = self.sessions[waiter.session] = deque()
             self.rotation.append(waiter.session)
         queue.append(waiter)
+
+    def peek(self) -> Waiter:
+        if self.retries:
+            return self.retries[0]
+        return self.sessions[self.rotation[0]][0]
 
     def pop(self) -> Waiter:
         self.live -= 1
@@ -109,9 +129,19 @@ class Scheduler:
         max_concurrency: slots that may be held at once (>= 1).
         max_queue_size: new waiters allowed at once; retries are always admitted.
         starvation_limit: grants in a row a waiting lower class may be passed over (>= 1).
+        gate: budget check run before every grant (see the module docstring); none by default.
     """
 
-    def __init__(self, *, max_concurrency: int, max_queue_size: int, starvation_limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        max_queue_size: int,
+        starvation_limit: int,
+        gate: Gate | None = None,
+    ) -> None:
+        self._gate = gate
+        self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
         self._max_queue = max_queue_size
         self._starvation_limit = starvation_limit
@@ -135,14 +165,22 @@ class Scheduler:
         high, normal, low = (c.live for c in self._classes)
         return high, normal, low
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free and nobody is waiting; never waits."""
+    def try_acquire(self, claim: Any = None) -> bool:
+        """Take a slot if one is free, nobody is waiting and the gate admits ``claim``."""
         if self._queued == 0 and self._in_use < self._limit:
+            if self._gate is not None and self._gate(claim) > 0.0:
+                return False
             self._in_use += 1
             return True
         return False
 
-    async def acquire(self, rank: int, session: str, seq: int, *, retry: bool = False) -> None:
+    def kick(self) -> None:
+        """Re-run the grant loop: budget came back (a refund) outside ``release``."""
+        self._dispatch()
+
+    async def acquire(
+        self, rank: int, session: str, seq: int, *, retry: bool = False, claim: Any = None
+    ) -> None:
         """Wait for a slot.
 
         Args:
@@ -151,24 +189,54 @@ class Scheduler:
             seq: arrival sequence number (orders the retry lane).
             retry: the request is coming back from a backoff: it skips the size check and
                 goes ahead of later arrivals in its class.
+            claim: passed to the gate at grant time.
 
         Raises:
             QueueFull: no slot is free and the queue is full (only when ``retry`` is false).
         """
-        if self.try_acquire():
+        if self.try_acquire(claim):
             return
-        waiter = self.enqueue(rank, session, seq, retry=retry)
-        event = waiter.event = anyio.Event()
+        waiter = self.enqueue(rank, session, seq, retry=retry, claim=claim)
+        waiter.event = anyio.Event()
         try:
-            await event.wait()
+            if self._in_use < self._limit:
+                self._dispatch()  # a free slot but no budget: arm the gate's re-check
+            while True:
+                await waiter.event.wait()
+                if waiter.granted:
+                    return
+                await self._poll(waiter)
         except BaseException:
             if waiter.granted:
                 self.release()  # granted while being cancelled: hand the slot on
             else:
                 self.withdraw(waiter)
+                if self._poller is waiter:
+                    self._poller = None
+                    self._dispatch()  # someone else re-checks the gate
             raise
 
-    def enqueue(self, rank: int, session: str, seq: int, *, retry: bool = False) -> Waiter:
+    async def _poll(self, waiter: Waiter) -> None:
+        """The blocked head's re-check of the gate.
+
+        Sleeps until ``poll_at`` (cut short by a grant or a sooner re-check), then runs the
+        grant loop again.
+        """
+        event = waiter.event = anyio.Event()
+        poll_at = waiter.poll_at
+        if poll_at is not None:
+            with anyio.move_on_after(max(0.0, poll_at - anyio.current_time())):
+                await event.wait()
+        if event.is_set():
+            return  # granted, or asked to re-check sooner: the caller's loop sees which
+        if self._poller is waiter:
+            self._poller = None
+        waiter.poll_at = None
+        self._dispatch()  # may grant this waiter, re-arm it, or arm another head
+
+    def enqueue(
+        self, rank: int, session: str, seq: int, *, retry: bool = False, claim: Any = None
+    ) -> Waiter:
         """Queue a waiter without waiting (``acquire`` is this plus the wait).
 
         Raises:
@@ -176,7 +244,7 @@ class Scheduler:
         """
         if not retry and self._queued >= self._max_queue:
             raise QueueFull
-        waiter = Waiter(rank, session, seq, retry)
+        waiter = Waiter(rank, session, seq, retry, claim)
         self._classes[rank].push(waiter)
         self._queued += 1
         return waiter
@@ -194,27 +262,50 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         while self._queued and self._in_use < self._limit:
-            rank = self._choose_class()
-            waiter = self._classes[rank].pop()
+            rank, waiting = self._choose_class()
+            queue = self._classes[rank]
+            if self._gate is not None:
+                delay = self._gate(queue.peek().claim)
+                if delay > 0.0:
+                    self._arm_poll(queue.peek(), delay)
+                    return
+            self._count_grant(rank, waiting)
+            waiter = queue.pop()
             self._queued -= 1
             self._forget_if_empty(rank)
             waiter.granted = True
+            if waiter is self._poller:
+                self._poller = None
             self._in_use += 1
             if waiter.event is not None:
                 waiter.event.set()
 
-    def _choose_class(self) -> int:
+    def _arm_poll(self, head: Waiter, delay: float) -> None:
+        """Have ``head`` re-check the gate in ``delay`` seconds (unless a sooner check is due)."""
+        if head.event is None or not math.isfinite(delay):
+            return  # sync use without waiting tasks, or a gate that never opens
+        at = anyio.current_time() + delay
+        poller = self._poller
+        if poller is not None and poller.poll_at is not None and poller.poll_at <= at:
+            return
+        self._poller = head
+        head.poll_at = at
+        head.event.set()
+
+    def _choose_class(self) -> tuple[int, list[int]]:
         waiting = [rank for rank in range(_CLASSES) if self._classes[rank].live]
         chosen = waiting[0]
         for rank in waiting[1:]:
             if self._bypassed[rank] >= self._starvation_limit:
                 chosen = rank
                 break
+        return chosen, waiting
+
+    def _count_grant(self, chosen: int, waiting: list[int]) -> None:
         for rank in waiting:
             if rank > chosen:
                 self._bypassed[rank] += 1
         self._bypassed[chosen] = 0
-        return chosen
 
     def _forget_if_empty(self, rank: int) -> None:
         if not self._classes[rank].live:

@@ -173,7 +173,9 @@ class SimulatorApp:
                         )
                     with self._lock:
                         engine = self._engine
-                    decision = engine.decide(stream=call.stream, now=received_at)
+                    decision = engine.decide(
+                        stream=call.stream, now=received_at, tokens=_charged_tokens(call.data)
+                    )
                     call.extra_headers.update(decision.headers)
                     outcome, response = await self._apply(call, decision, handler)
             except _Answer as answer:
@@ -270,16 +272,40 @@ class SimulatorApp:
             message = f"Item with id '{unknown[0]}' not found."
             body = P.error_body(message, "invalid_request_error", param="input")
             raise call.error("not_found", 404, body)
+        self._check_tool_outputs(call, items if isinstance(items, list) else [], previous)
+
+    def _check_tool_outputs(self, call: _Call, items: list[object], previous: object) -> None:
+        """A function_call_output needs its function_call in the input or previous response."""
+        calls = {
+            item.get("call_id")
+            for item in items
+            if isinstance(item, Mapping) and item.get("type") == "function_call"
+        }
+        if isinstance(previous, str):
+            with self._lock:
+                stored = self._responses.get(previous, {})
+            calls.update(
+                item.get("call_id")
+                for item in stored.get("output", [])
+                if item.get("type") == "function_call"
+            )
+        for item in items:
+            if not isinstance(item, Mapping) or item.get("type") != "function_call_output":
+                continue
+            if item.get("call_id") not in calls:
+                message = (
+                    "No tool call found for function call output with call_id "
+                    f"{item.get('call_id')}."
+                )
+                body = P.error_body(message, "invalid_request_error", param="input")
+                raise call.error("status:400", 400, body)
 
     async def _create_response(self, call: _Call, decision: Decision) -> tuple[str, Response]:
         self._require_model(call)
         self._check_references(call)
         data = call.data
         completed = P.response_object(
-            data,
-            response_id=P.new_id("resp_"),
-            item_id=P.new_id("msg_"),
-            text=P.reply_text(data.get("input")),
+            data, response_id=P.new_id("resp_"), output=P.response_output(data)
         )
         if decision.kind != "stream_disconnect" and data.get("store") is not False:
             with self._lock:
@@ -334,6 +360,17 @@ def _referenced_ids(items: Iterable[object]) -> list[str]:
         item_id = item.get("id")
         if not isinstance(item_id, str):
             continue
+        if item.get("type") == "reasoning" and item.get("encrypted_content"):
+            continue  # carries its own (encrypted) content: no stored item needed
         if item.get("type") == "item_reference" or item_id.startswith(_PRODUCED_PREFIXES):
             ids.append(item_id)
     return ids
+
+
+def _charged_tokens(data: Mapping[str, Any]) -> int:
+    """What a request counts against ``tpm_limit``: its prompt plus its output cap (or 16)."""
+    prompt = P.input_tokens(data.get("input", data.get("messages")), data.get("instructions"))
+    cap = (
+        data.get("max_output_tokens") or data.get("max_completion_tokens") or data.get("max_tokens")
+    )
+    return prompt + (cap if isinstance(cap, int) and cap > 0 else 16)

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 from ._faults import FaultKind, FaultPlan, RetryAfterHeader, ScriptedFault
 
-__all__ = ["RPM_WINDOW", "Decision", "FaultEngine", "format_seconds", "retry_after_headers"]
+__all__ = [
+    "RPM_WINDOW",
+    "Decision",
+    "FaultEngine",
+    "format_duration",
+    "format_seconds",
+    "retry_after_headers",
+]
 
 RPM_WINDOW = 60.0
 """Length of the ``rpm_limit`` sliding window, seconds."""
@@ -54,6 +61,19 @@ def format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
+def format_duration(seconds: float) -> str:
+    """Format seconds as OpenAI's ``x-ratelimit-reset-*`` values: ``"6m0s"``, ``"20ms"``.
+
+    Go's ``time.Duration`` notation: milliseconds under a second, else minutes and seconds.
+    """
+    seconds = max(0.0, seconds)
+    if seconds < 1.0:
+        return f"{round(seconds * 1000.0)}ms"
+    minutes, rest = divmod(round(seconds, 3), 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s" if minutes else f"{text}s"
+
+
 def retry_after_headers(seconds: float | None, mode: RetryAfterHeader) -> dict[str, str]:
     """Headers advertising a wait of ``seconds`` (``None``: no header) in the given mode.
 
@@ -82,26 +102,85 @@ class FaultEngine:
         self._rng = random.Random(plan.seed)
         self._script: deque[ScriptedFault] = deque(plan.scripted)
         self._window: deque[float] = deque()
+        self._token_window: deque[tuple[float, int]] = deque()
+        self._tokens_used = 0
 
-    def decide(self, *, stream: bool, now: float) -> Decision:
+    def decide(self, *, stream: bool, now: float, tokens: int = 0) -> Decision:
         """Pick the answer to one request.
 
         Args:
             stream: whether the request asked for a streamed (SSE) answer.
-            now: the request's arrival, ``time.monotonic()`` seconds (for ``rpm_limit``).
+            now: the request's arrival, ``time.monotonic()`` seconds (for the limits).
+            tokens: what the request counts against ``tpm_limit``.
 
         Returns:
-            The decision; a scripted fault is consumed if any is left.
+            The decision; a scripted fault is consumed if any is left. With a limit set, its
+            headers include the ``x-ratelimit-*`` ones.
         """
         with self._lock:
+            self._prune(now)
             if self._script:
                 decision = self._scripted(self._script.popleft(), stream=stream)
                 self._window.append(now)
-                return decision
-            rpm_decision = self._check_rpm(now)
-            if rpm_decision is not None:
-                return rpm_decision
-            return self._drawn(stream=stream)
+            else:
+                limited = self._check_rpm(now)
+                if limited is None:
+                    limited = self._check_tpm(now, tokens)
+                decision = limited if limited is not None else self._drawn(stream=stream)
+                if limited is None:
+                    self._window.append(now)
+                    self._charge(now, tokens)
+            decision.headers.update(self._ratelimit_headers(now))
+            return decision
+
+    def _prune(self, now: float) -> None:
+        window, tokens = self._window, self._token_window
+        while window and window[0] <= now - RPM_WINDOW:
+            window.popleft()
+        while tokens and tokens[0][0] <= now - RPM_WINDOW:
+            self._tokens_used -= tokens.popleft()[1]
+
+    def _charge(self, now: float, tokens: int) -> None:
+        if self.plan.tpm_limit is not None and tokens > 0:
+            self._token_window.append((now, tokens))
+            self._tokens_used += tokens
+
+    def _ratelimit_headers(self, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        plan = self.plan
+        if plan.rpm_limit is not None:
+            window = self._window
+            reset = window[-1] + RPM_WINDOW - now if window else 0.0
+            headers["x-ratelimit-limit-requests"] = str(plan.rpm_limit)
+            headers["x-ratelimit-remaining-requests"] = str(max(0, plan.rpm_limit - len(window)))
+            headers["x-ratelimit-reset-requests"] = format_duration(reset)
+        if plan.tpm_limit is not None:
+            spent = self._token_window
+            reset = spent[-1][0] + RPM_WINDOW - now if spent else 0.0
+            headers["x-ratelimit-limit-tokens"] = str(plan.tpm_limit)
+            headers["x-ratelimit-remaining-tokens"] = str(
+                max(0, plan.tpm_limit - self._tokens_used)
+            )
+            headers["x-ratelimit-reset-tokens"] = format_duration(reset)
+        return headers
+
+    def _check_tpm(self, now: float, tokens: int) -> Decision | None:
+        limit = self.plan.tpm_limit
+        if limit is None or self._tokens_used + tokens <= limit:
+            return None
+        freed, wait = self._tokens_used, 1.0
+        for at, spent in self._token_window:  # oldest first: when does enough fall out?
+            freed -= spent
+            if freed + tokens <= limit:
+                wait = float(max(1, math.ceil(at + RPM_WINDOW - now)))
+                break
+        return Decision(
+            kind="rate_limit",
+            latency=self._latency(),
+            status=429,
+            headers=retry_after_headers(wait, self.plan.retry_after_header),
+            retry_after=wait,
+        )
 
     def _latency(self) -> float:
         plan = self.plan
@@ -140,10 +219,7 @@ class FaultEngine:
         if limit is None:
             return None
         window = self._window
-        while window and window[0] <= now - RPM_WINDOW:
-            window.popleft()
         if len(window) < limit:
-            window.append(now)
             return None
         wait = float(max(1, math.ceil(window[0] + RPM_WINDOW - now)))
         return Decision(

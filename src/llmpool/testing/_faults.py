@@ -74,12 +74,14 @@ class FaultPlan(BaseModel):
     """How the simulated provider misbehaves: latency, error rates, rate limits, drops.
 
     For each request, the next ``scripted`` fault is used if any is left. Otherwise a request
-    over ``rpm_limit`` gets a 429; otherwise one uniform draw picks at most one fault among
-    ``rate_limit_rate``, ``insufficient_quota_rate``, every ``error_rates`` entry, ``drop_rate``
-    and ``stream_disconnect_rate`` (so their sum must not exceed 1), and the rest is answered
-    normally. The service time (``latency_min``-``latency_max``) is waited before every answer
-    of an API endpoint, fault or not. A ``seed`` makes the draws reproducible for a given
-    order of requests.
+    over ``rpm_limit`` or ``tpm_limit`` gets a 429; otherwise one uniform draw picks at most one
+    fault among ``rate_limit_rate``, ``insufficient_quota_rate``, every ``error_rates`` entry,
+    ``drop_rate`` and ``stream_disconnect_rate`` (so their sum must not exceed 1), and the rest
+    is answered normally. The service time (``latency_min``-``latency_max``) is waited before
+    every answer of an API endpoint, fault or not. A ``seed`` makes the draws reproducible for a
+    given order of requests. With ``rpm_limit``/``tpm_limit`` every answer carries the API's
+    ``x-ratelimit-limit-*``, ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*`` headers
+    (``requests`` and ``tokens``; resets as Go durations such as ``"6m0s"``, ``"20ms"``).
 
     Raises:
         pydantic.ValidationError: on construction, for a negative duration, a probability
@@ -120,6 +122,14 @@ class FaultPlan(BaseModel):
         None,
         ge=1,
         description="Requests admitted per sliding 60-second window, count; None: unlimited.",
+    )
+    tpm_limit: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Tokens admitted per sliding 60-second window (a request counts its prompt plus "
+            "max_output_tokens / max_tokens, or 16), count; None: unlimited."
+        ),
     )
     insufficient_quota_rate: float = Field(
         0.0,

@@ -4,6 +4,14 @@ The reply text is deterministic: ``"Simulated reply to: "`` followed by the text
 message (at most 200 characters). Token counts are whitespace-separated word counts: input
 tokens count the words of every input message (and ``instructions``), output tokens those of
 the reply; both are at least 1.
+
+Responses output (``response_output``) is deterministic too: a ``reasoning`` item first when the
+request has a ``reasoning`` parameter (with ``encrypted_content`` when ``include`` asks for
+``"reasoning.encrypted_content"``); then a ``function_call`` of the first function tool when the
+request has ``tools`` and its last input item is a user message (arguments: the first declared
+parameter set to the user's text); otherwise an assistant message (``reply_text``, or
+``"Simulated reply to tool output: <output>"`` when the last input item is a
+``function_call_output``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = [
+    "ENCRYPTED_PREFIX",
     "REPLY_PREFIX",
+    "TOOL_REPLY_PREFIX",
     "chat_chunks",
     "chat_completion",
     "count_words",
@@ -29,12 +39,15 @@ __all__ = [
     "reply_text",
     "response_events",
     "response_object",
+    "response_output",
     "sse_event",
     "status_error_body",
     "word_chunks",
 ]
 
 REPLY_PREFIX = "Simulated reply to: "
+TOOL_REPLY_PREFIX = "Simulated reply to tool output: "
+ENCRYPTED_PREFIX = "gAAAAsim-"  # prefix of the simulator's opaque encrypted reasoning
 _MAX_ECHO = 200
 
 JSON = dict[str, Any]
@@ -189,12 +202,101 @@ def _output_text(text: str) -> JSON:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def _last_input_item(items: object) -> Mapping[str, Any] | None:
+    if isinstance(items, str):
+        return {"type": "message", "role": "user", "content": items}
+    if isinstance(items, list) and items and isinstance(items[-1], Mapping):
+        return items[-1]
+    return None
+
+
+def _first_function_tool(tools: object) -> Mapping[str, Any] | None:
+    if not isinstance(tools, list):
+        return None
+    for tool in tools:
+        if isinstance(tool, Mapping) and tool.get("type") == "function" and tool.get("name"):
+            return tool
+    return None
+
+
+def _tool_arguments(tool: Mapping[str, Any], text: str) -> str:
+    parameters = tool.get("parameters")
+    properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
+    name = next(iter(properties), "input") if isinstance(properties, Mapping) else "input"
+    return json.dumps({name: text})
+
+
+def _reasoning_item(request: Mapping[str, Any], item_id: str, text: str) -> JSON:
+    item: JSON = {"type": "reasoning", "id": item_id, "summary": [], "status": "completed"}
+    include = request.get("include")
+    if isinstance(include, list) and "reasoning.encrypted_content" in include:
+        item["encrypted_content"] = ENCRYPTED_PREFIX + secrets.token_hex(8) + "-" + text[:40]
+    return item
+
+
+def response_output(request: Mapping[str, Any]) -> list[JSON]:
+    """The output items answering a Responses ``request`` (see the module docstring)."""
+    items = request.get("input")
+    last = _last_input_item(items)
+    output: list[JSON] = []
+    if request.get("reasoning") is not None:
+        output.append(_reasoning_item(request, new_id("rs_"), reply_text(items)))
+    tool = _first_function_tool(request.get("tools"))
+    if (
+        tool is not None
+        and last is not None
+        and last.get("type", "message") == "message"
+        and last.get("role") == "user"
+    ):
+        user_text = _content_text(last.get("content"), _PART_TYPES)
+        output.append(
+            {
+                "type": "function_call",
+                "id": new_id("fc_"),
+                "call_id": new_id("call_"),
+                "name": tool["name"],
+                "arguments": _tool_arguments(tool, user_text[:_MAX_ECHO]),
+                "status": "completed",
+            }
+        )
+        return output
+    if last is not None and last.get("type") == "function_call_output":
+        tool_output = last.get("output")
+        text = TOOL_REPLY_PREFIX + (tool_output if isinstance(tool_output, str) else "")[:_MAX_ECHO]
+    else:
+        text = reply_text(items)
+    output.append(_message_item(new_id("msg_"), text))
+    return output
+
+
+def _output_words(output: list[JSON]) -> int:
+    words = 0
+    for item in output:
+        if item.get("type") == "message":
+            words += sum(count_words(part.get("text", "")) for part in item["content"])
+        elif item.get("type") == "function_call":
+            words += count_words(item.get("arguments", ""))
+    return words
+
+
 def response_object(
-    request: Mapping[str, Any], *, response_id: str, item_id: str, text: str, done: bool = True
+    request: Mapping[str, Any],
+    *,
+    response_id: str,
+    item_id: str = "",
+    text: str = "",
+    done: bool = True,
+    output: list[JSON] | None = None,
 ) -> JSON:
-    """A Responses API ``response`` object (completed, or in progress with no output yet)."""
+    """A Responses API ``response`` object (completed, or in progress with no output yet).
+
+    ``output`` gives the output items; without it the output is one assistant message
+    ``item_id`` with ``text``.
+    """
+    if output is None:
+        output = [_message_item(item_id, text)]
     in_tokens = input_tokens(request.get("input"), request.get("instructions"))
-    out_tokens = max(1, count_words(text))
+    out_tokens = max(1, _output_words(output))
     created = int(time.time())
     return {
         "id": response_id,
@@ -209,11 +311,11 @@ def response_object(
         "max_output_tokens": request.get("max_output_tokens"),
         "metadata": request.get("metadata") or {},
         "model": request.get("model"),
-        "output": [_message_item(item_id, text)] if done else [],
+        "output": output if done else [],
         "parallel_tool_calls": bool(request.get("parallel_tool_calls", True)),
         "previous_response_id": request.get("previous_response_id"),
         "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": _reasoning_config(request.get("reasoning")),
         "safety_identifier": request.get("safety_identifier"),
         "service_tier": "default",
         "store": request.get("store") is not False,
@@ -236,11 +338,61 @@ def response_object(
     }
 
 
+def _reasoning_config(reasoning: object) -> JSON:
+    if isinstance(reasoning, Mapping):
+        return {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+    return {"effort": None, "summary": None}
+
+
+def _item_events(index: int, item: JSON) -> list[tuple[str, JSON]]:
+    """The events streaming one output item, as the real API sends them."""
+    kind = item.get("type")
+    if kind == "message":
+        item_id: str = item["id"]
+        text: str = item["content"][0]["text"]
+        part_ids = {"item_id": item_id, "output_index": index, "content_index": 0}
+        return [
+            (
+                "response.output_item.added",
+                {"output_index": index, "item": _message_item(item_id, None)},
+            ),
+            ("response.content_part.added", {**part_ids, "part": _output_text("")}),
+            *(
+                ("response.output_text.delta", {**part_ids, "delta": chunk, "logprobs": []})
+                for chunk in word_chunks(text)
+            ),
+            ("response.output_text.done", {**part_ids, "text": text, "logprobs": []}),
+            ("response.content_part.done", {**part_ids, "part": _output_text(text)}),
+            ("response.output_item.done", {"output_index": index, "item": item}),
+        ]
+    if kind == "function_call":
+        ids = {"item_id": item["id"], "output_index": index}
+        arguments: str = item["arguments"]
+        pending = {**item, "arguments": "", "status": "in_progress"}
+        return [
+            ("response.output_item.added", {"output_index": index, "item": pending}),
+            *(
+                ("response.function_call_arguments.delta", {**ids, "delta": chunk})
+                for chunk in _argument_chunks(arguments)
+            ),
+            ("response.function_call_arguments.done", {**ids, "arguments": arguments}),
+            ("response.output_item.done", {"output_index": index, "item": item}),
+        ]
+    # reasoning: encrypted_content is only final in output_item.done (SDK docs).
+    pending = {key: value for key, value in item.items() if key != "encrypted_content"}
+    pending["status"] = "in_progress"
+    return [
+        ("response.output_item.added", {"output_index": index, "item": pending}),
+        ("response.output_item.done", {"output_index": index, "item": item}),
+    ]
+
+
+def _argument_chunks(arguments: str, size: int = 8) -> list[str]:
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
 def response_events(completed: JSON) -> Iterator[tuple[str, JSON]]:
     """The SSE events ``(type, data)`` streaming ``completed``, a finished response object."""
-    item = completed["output"][0]
-    item_id: str = item["id"]
-    text: str = item["content"][0]["text"]
     pending = {
         **completed,
         "status": "in_progress",
@@ -248,21 +400,13 @@ def response_events(completed: JSON) -> Iterator[tuple[str, JSON]]:
         "output": [],
         "usage": None,
     }
-    part_ids = {"item_id": item_id, "output_index": 0, "content_index": 0}
     events: list[tuple[str, JSON]] = [
         ("response.created", {"response": pending}),
         ("response.in_progress", {"response": pending}),
-        ("response.output_item.added", {"output_index": 0, "item": _message_item(item_id, None)}),
-        ("response.content_part.added", {**part_ids, "part": _output_text("")}),
-        *(
-            ("response.output_text.delta", {**part_ids, "delta": chunk, "logprobs": []})
-            for chunk in word_chunks(text)
-        ),
-        ("response.output_text.done", {**part_ids, "text": text, "logprobs": []}),
-        ("response.content_part.done", {**part_ids, "part": _output_text(text)}),
-        ("response.output_item.done", {"output_index": 0, "item": item}),
-        ("response.completed", {"response": completed}),
     ]
+    for index, item in enumerate(completed["output"]):
+        events.extend(_item_events(index, item))
+    events.append(("response.completed", {"response": completed}))
     for sequence_number, (event_type, data) in enumerate(events):
         yield event_type, {"type": event_type, "sequence_number": sequence_number, **data}
 

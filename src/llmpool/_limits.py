@@ -1,0 +1,235 @@
+"""Provider rate limits: requests-per-minute and tokens-per-minute budgets of one upstream.
+
+Each limit is a token bucket (the model OpenAI describes for its own limits, "Rate limits"
+guide): it refills continuously at ``limit / 60`` units per second and holds at most
+``limit * burst / 60`` units. A request takes one unit of the request bucket and its estimated
+tokens of the token bucket; a cost larger than the bucket is admitted when the bucket is full
+and leaves it in debt, so the long-run rate still equals the limit. After the response the
+estimate is settled against the ``usage`` the API reports (a refund or an extra charge).
+
+The API's ``x-ratelimit-*`` headers teach the limits (``limit-requests``/``limit-tokens``) and
+the budget left (``remaining-…``): the local bucket never holds more than the server says
+remains, which keeps several processes sharing one key below the wall. ``reset-…`` durations
+are Go-style (``6m0s``, ``1.5s``, ``20ms``) and are parsed here only for ``stats()``: the bucket's
+refill already predicts them.
+
+This module is pure bookkeeping on an injected clock (float seconds); it never sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from . import _constants as C
+from ._config import RateLimitPolicy
+
+__all__ = ["TokenBucket", "UpstreamLimits", "parse_duration"]
+
+# Go's time.Duration.String() units, as OpenAI formats x-ratelimit-reset-* values. A regular
+# expression is the whole parser: no library on PyPI parses exactly this format.
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS: Final = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a Go-style duration such as ``"6m0s"``, ``"1.5s"``, ``"20ms"``.
+
+    A bare number is taken as seconds. Returns ``None`` for ``None``, empty or malformed text.
+    """
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return value if math.isfinite(value) and value >= 0 else None
+    position = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    return total if position == len(text) else None
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+class TokenBucket:
+    """One per-minute limit as a token bucket on an injected clock.
+
+    Args:
+        limit: units per minute (requests or tokens), >= 1.
+        burst: bucket size in seconds of quota.
+        now: the clock's current reading, seconds; the bucket starts full.
+    """
+
+    __slots__ = ("capacity", "level", "limit", "rate", "updated")
+
+    def __init__(self, limit: int, burst: float, now: float) -> None:
+        self.limit = limit
+        self.rate = limit / C.RATE_LIMIT_WINDOW
+        self.capacity = max(1.0, limit * burst / C.RATE_LIMIT_WINDOW)
+        self.level = self.capacity
+        self.updated = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def wait_for(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` can be taken (0.0: now); a cost over the capacity waits.
+
+        A cost larger than the bucket waits for a full bucket (and then leaves it in debt).
+        """
+        self._refill(now)
+        need = min(amount, self.capacity)
+        if self.level >= need:
+            return 0.0
+        return (need - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        """Spend ``amount`` (after ``wait_for`` returned 0; may leave the bucket in debt)."""
+        self.level -= amount
+
+    def give(self, amount: float, now: float) -> None:
+        """Refund ``amount`` (negative: charge more), up to the capacity."""
+        self._refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def clamp(self, remaining: float, now: float) -> None:
+        """Hold no more than ``remaining``, the budget the server reports left."""
+        self._refill(now)
+        self.level = min(self.level, remaining)
+
+    def relimit(self, limit: int, burst: float, now: float) -> None:
+        """Change the per-minute limit, keeping the current fill ratio's level bounded."""
+        if limit == self.limit:
+            return
+        self._refill(now)
+        self.limit = limit
+        self.rate = limit / C.RATE_LIMIT_WINDOW
+        self.capacity = max(1.0, limit * burst / C.RATE_LIMIT_WINDOW)
+        self.level = min(self.level, self.capacity)
+
+
+class UpstreamLimits:
+    """The request and token budgets of one upstream.
+
+    Args:
+        policy: configured limits and whether headers may teach more.
+        now: clock reading, seconds.
+    """
+
+    __slots__ = ("learned_reset", "policy", "requests", "tokens")
+
+    def __init__(self, policy: RateLimitPolicy, now: float) -> None:
+        self.policy = policy
+        rpm, tpm = policy.requests_per_minute, policy.tokens_per_minute
+        self.requests = None if rpm is None else TokenBucket(rpm, policy.burst, now)
+        self.tokens = None if tpm is None else TokenBucket(tpm, policy.burst, now)
+        self.learned_reset: dict[str, float] = {}
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is known (configured or learned)."""
+        return self.requests is not None or self.tokens is not None
+
+    def never_fits(self, tokens: int) -> bool:
+        """Whether ``tokens`` exceed the per-minute token limit: such a request cannot run."""
+        return self.tokens is not None and tokens > self.tokens.limit
+
+    def wait_for(self, tokens: int, now: float) -> float:
+        """Seconds until one request of ``tokens`` fits both budgets (0.0: now)."""
+        wait = 0.0
+        if self.requests is not None:
+            wait = self.requests.wait_for(1, now)
+        if self.tokens is not None and tokens > 0:
+            wait = max(wait, self.tokens.wait_for(tokens, now))
+        return wait
+
+    def take(self, tokens: int) -> None:
+        """Spend one request and ``tokens`` (after ``wait_for`` returned 0)."""
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.tokens is not None and tokens > 0:
+            self.tokens.take(tokens)
+
+    def refund(self, tokens: int, now: float) -> None:
+        """Give back one request and ``tokens`` that were reserved but never sent."""
+        if self.requests is not None:
+            self.requests.give(1, now)
+        if self.tokens is not None and tokens > 0:
+            self.tokens.give(tokens, now)
+
+    def settle(self, estimated: int, actual: int, now: float) -> None:
+        """Correct a reservation of ``estimated`` tokens with the ``actual`` usage."""
+        if self.tokens is not None and actual != estimated:
+            self.tokens.give(estimated - actual, now)
+
+    def learn(self, headers: Mapping[str, str], now: float) -> bool:
+        """Take limits and remaining budget from a response's ``x-ratelimit-*`` headers.
+
+        A learned limit replaces an unknown one and lowers a configured one (never raises
+        it). Returns whether any header was understood.
+        """
+        if not self.policy.learn_from_headers:
+            return False
+        seen = False
+        for kind in ("requests", "tokens"):
+            limit = _header_int(headers, f"{C.RATELIMIT_HEADER_PREFIX}limit-{kind}")
+            remaining = _header_int(headers, f"{C.RATELIMIT_HEADER_PREFIX}remaining-{kind}")
+            reset = parse_duration(headers.get(f"{C.RATELIMIT_HEADER_PREFIX}reset-{kind}"))
+            if limit is None and remaining is None:
+                continue
+            seen = True
+            bucket = self._learn_limit(kind, limit, now)
+            if bucket is not None and remaining is not None:
+                bucket.clamp(remaining, now)
+            if reset is not None:
+                self.learned_reset[kind] = reset
+        return seen
+
+    def _learn_limit(self, kind: str, limit: int | None, now: float) -> TokenBucket | None:
+        bucket = self.requests if kind == "requests" else self.tokens
+        configured = (
+            self.policy.requests_per_minute if kind == "requests" else self.policy.tokens_per_minute
+        )
+        if limit is None or limit < 1:
+            return bucket
+        if configured is not None:
+            limit = min(limit, configured)
+        if bucket is None:
+            bucket = TokenBucket(limit, self.policy.burst, now)
+            if kind == "requests":
+                self.requests = bucket
+            else:
+                self.tokens = bucket
+        else:
+            bucket.relimit(limit, self.policy.burst, now)
+        return bucket
