@@ -133,6 +133,7 @@ def test_exports_are_pinned() -> None:
         "RequestTooLargeError",
         "RetryDecision",
         "RetryPolicy",
+        "UpstreamLimitStats",
         "classify",
         "parse_retry_after",
     ]

@@ -61,6 +61,22 @@ async def test_requests_per_minute_paces_admission() -> None:
     assert sorted(t - start for t in rec.starts.values()) == pytest.approx([0, 1, 2, 3])
 
 
+async def test_stats_report_the_budgets() -> None:
+    """stats().rate_limits shows each limited upstream's limits and what is left now."""
+    rec = Recorder()
+    async with limited(rpm=120, tpm=6000) as m:
+        assert m.stats().rate_limits[0].requests_available == 2
+        await m.run(rec.fn("a", used=30), estimated_tokens=50)
+        (budget,) = m.stats().rate_limits
+        assert (budget.requests_per_minute, budget.tokens_per_minute) == (120, 6000)
+        assert budget.requests_available == pytest.approx(1)
+        assert budget.tokens_available == pytest.approx(100 - 30)
+        dumped = m.stats().model_dump(by_alias=True)
+        assert dumped["rateLimits"][0]["requestsPerMinute"] == 120
+    async with limited() as unlimited:
+        assert unlimited.stats().rate_limits == []
+
+
 async def test_waiting_for_budget_holds_no_slot() -> None:
     """Requests waiting for request budget are queued, not holding concurrency slots."""
     rec = Recorder()
@@ -102,7 +118,8 @@ async def test_request_larger_than_the_minute_fails_at_once() -> None:
         with pytest.raises(RequestTooLargeError, match="101 tokens") as info:
             await m.run(rec.fn("huge"), estimated_tokens=101)
         assert (info.value.tokens, info.value.limit) == (101, 100)
-        assert m.stats().rejected_requests == 1
+        stats = m.stats()
+        assert (stats.rejected_requests, stats.failed_requests) == (1, 1)
     assert rec.starts == {}
 
 

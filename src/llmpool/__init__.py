@@ -36,6 +36,7 @@ from ._retry import classify as classify
 from ._retry import parse_retry_after as parse_retry_after
 from ._stats import ConnectionStats as ConnectionStats
 from ._stats import LatencyStats as LatencyStats
+from ._stats import UpstreamLimitStats as UpstreamLimitStats
 from ._types import Priority as Priority
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "RequestTooLargeError",
     "RetryDecision",
     "RetryPolicy",
+    "UpstreamLimitStats",
     "classify",
     "parse_retry_after",
 ]

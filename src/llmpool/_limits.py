@@ -97,6 +97,11 @@ class TokenBucket:
         self.level = self.capacity
         self.updated = now
 
+    def available(self, now: float) -> float:
+        """Units in the bucket at ``now`` (negative: in debt)."""
+        self._refill(now)
+        return self.level
+
     def _refill(self, now: float) -> None:
         if now > self.updated:
             self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)

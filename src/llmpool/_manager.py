@@ -41,7 +41,7 @@ from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_cl
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueFull, Scheduler
-from ._stats import ConnectionStats, LatencyStats, StatsRecorder
+from ._stats import ConnectionStats, LatencyStats, StatsRecorder, UpstreamLimitStats
 from ._types import Priority, PriorityLike
 
 __all__ = ["ConnectionManager"]
@@ -256,6 +256,7 @@ class ConnectionManager:
             cooling_upstreams=0
             if pool is None or now is None
             else sum(1 for u in pool.upstreams if u.cooling(now)),
+            rate_limits=[] if pool is None or now is None else _limit_stats(pool, now),
             queue_wait=LatencyStats.of(s.queue_wait),
             latency=LatencyStats.of(s.latency),
             timestamp=StatsRecorder.now_utc(),
@@ -295,6 +296,7 @@ class ConnectionManager:
         if all(limit.never_fits(request.tokens) for limit in limits):
             largest = max(limit.tokens.limit for limit in limits if limit.tokens is not None)
             self._stats.rejected += 1
+            self._stats.failed += 1
             error = RequestTooLargeError(
                 f"estimated {request.tokens} tokens exceed the tokens-per-minute limit "
                 f"({largest}) of every upstream; it could never be admitted",
@@ -598,6 +600,24 @@ def _loop_time() -> float | None:
         return anyio.current_time()
     except Exception:  # sniffio.AsyncLibraryNotFoundError or a backend's "no loop" error
         return None
+
+
+def _limit_stats(pool: ClientPool, now: float) -> list[UpstreamLimitStats]:
+    stats = []
+    for upstream in pool.upstreams:
+        requests, tokens = upstream.limits.requests, upstream.limits.tokens
+        if requests is None and tokens is None:
+            continue
+        stats.append(
+            UpstreamLimitStats(
+                upstream=upstream.label,
+                requests_per_minute=None if requests is None else requests.limit,
+                tokens_per_minute=None if tokens is None else tokens.limit,
+                requests_available=None if requests is None else requests.available(now),
+                tokens_available=None if tokens is None else tokens.available(now),
+            )
+        )
+    return stats
 
 
 def _usage_tokens(result: object, seen: int | None) -> int | None:

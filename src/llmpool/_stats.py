@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from . import _constants as C
 
-__all__ = ["ConnectionStats", "LatencyStats", "StatsRecorder"]
+__all__ = ["ConnectionStats", "LatencyStats", "StatsRecorder", "UpstreamLimitStats"]
 
 _SNAPSHOT = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -50,6 +50,20 @@ class LatencyStats(BaseModel):
         return cls(count=len(data), p50=cuts[49], p95=cuts[94], p99=cuts[98], max=data[-1])
 
 
+class UpstreamLimitStats(BaseModel):
+    """One upstream's rate-limit budgets (``None``: no such limit known)."""
+
+    model_config = _SNAPSHOT
+
+    upstream: str = Field(description="Base URL and a hash of the API key (never the key).")
+    requests_per_minute: int | None = Field(description="RPM limit in force, requests/min.")
+    tokens_per_minute: int | None = Field(description="TPM limit in force, tokens/min.")
+    requests_available: float | None = Field(description="Request budget left now, requests.")
+    tokens_available: float | None = Field(
+        description="Token budget left now (negative: in debt), tokens."
+    )
+
+
 class ConnectionStats(BaseModel):
     """A snapshot of a manager's state. Durations are seconds."""
 
@@ -61,11 +75,16 @@ class ConnectionStats(BaseModel):
     failed_requests: int = Field(description="Requests that ended in an error (any kind).")
     total_timeouts: int = Field(description="Queue timeouts plus request (attempt) timeouts.")
     retries: int = Field(description="Attempts that were retries.")
-    rejected_requests: int = Field(description="Requests refused with QueueFullError.")
+    rejected_requests: int = Field(
+        description="Requests refused at admission (QueueFullError, RequestTooLargeError)."
+    )
     cancelled_requests: int = Field(description="Requests whose caller cancelled them.")
     queue_depth: dict[str, int] = Field(description="Waiting requests per priority class.")
     in_flight_per_client: list[int] = Field(description="Attempts in flight, by pool index.")
     cooling_upstreams: int = Field(description="Upstreams in a 429 cooldown now.")
+    rate_limits: list[UpstreamLimitStats] = Field(
+        default_factory=list, description="Budgets of the upstreams that have a limit."
+    )
     queue_wait: LatencyStats = Field(
         description="Time from submission to first attempt (queue and cooldown), seconds."
     )
