@@ -64,6 +64,14 @@ def test_every_request_is_accounted_for(capsys: pytest.CaptureFixture[str]) -> N
     assert summary["stats"]["failedRequests"] == 0
 
 
+def test_default_plan_teaches_the_rate_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    """The default simulator sends x-ratelimit-* headers; the manager learns 600 RPM."""
+    code, summary = run_json(capsys, "--terminals", "1", "--requests", "1")
+    assert code == 0
+    (budget,) = summary["stats"]["rateLimits"]
+    assert budget["requestsPerMinute"] == 600
+
+
 def test_priorities_cycle_and_are_summarised(capsys: pytest.CaptureFixture[str]) -> None:
     """Terminals get high, normal, low in turn; per_priority sums them."""
     _, summary = run_json(capsys, "--terminals", "4", "--requests", "1", *FAST)

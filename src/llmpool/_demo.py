@@ -69,6 +69,9 @@ DEFAULT_FAULT_PLAN: Final[Mapping[str, Any]] = {
     "error_rates": {500: 0.05, 503: 0.03},
     "rate_limit_rate": 0.08,
     "retry_after": 1.0,
+    # A quota far above the demo's load: the simulator then sends x-ratelimit-* headers, the
+    # manager learns the limit, and the final stats show it under rateLimits.
+    "rpm_limit": 600,
 }
 """The simulator's default ``FaultPlan`` fields (the seed is added from ``--seed``)."""
 
