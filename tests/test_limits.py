@@ -135,3 +135,15 @@ def test_settle_refunds_or_charges_the_difference() -> None:
     assert limits.tokens.level == 6
     limits.settle(0, 16, now=0.0)
     assert limits.tokens.level == -10
+
+
+def test_rounding_dust_counts_as_refilled() -> None:
+    """A refill that falls short of a unit only by float rounding admits now: otherwise the
+    scheduler would re-check at the same clock reading forever (the property test caught it)."""
+    bucket = TokenBucket(60, 1.0, now=0.0)
+    bucket.take(1)
+    bucket.level = -1e-12
+    bucket.updated = 1.0
+    assert bucket.wait_for(1, 1.0) == pytest.approx(1.0)
+    bucket.level = 1.0 - 1e-12
+    assert bucket.wait_for(1, 1.0) == 0.0

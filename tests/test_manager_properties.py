@@ -1,5 +1,6 @@
-"""Property: under random priorities, sessions, faults, timeouts and cancellations, every
-request ends in exactly one result or one typed error, and the manager's books balance.
+"""Property: under random priorities, sessions, faults, timeouts, cancellations and rate
+limits, every request ends in exactly one result or one typed error, and the manager's books
+balance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from llmpool import (
     PoolConfig,
     QueueFullError,
     QueueTimeoutError,
+    RateLimitPolicy,
     RequestTimeoutError,
     RetryPolicy,
 )
@@ -46,6 +48,7 @@ class Spec:
     behaviour: str
     start: float
     cancel_after: float | None
+    tokens: int
 
 
 specs = st.lists(
@@ -57,17 +60,36 @@ specs = st.lists(
         # Whole units make events coincide (a grant and a cancellation in the same instant).
         start=st.integers(0, 5).map(float) | st.floats(0, 5),
         cancel_after=st.none() | st.integers(0, 20).map(float) | st.floats(0, 20),
+        tokens=st.integers(0, 6),
     ),
     min_size=1,
     max_size=30,
 )
 
 
+# Rate limits per time unit: None (unlimited) or (requests, tokens) per unit.
+rates = st.none() | st.tuples(st.integers(1, 3), st.integers(4, 12))
+
+
 async def scenario(
-    requests: list[Spec], concurrency: int, queue: int, unit: float
+    requests: list[Spec],
+    concurrency: int,
+    queue: int,
+    unit: float,
+    rate: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Run every spec through one manager; ``unit`` scales all durations (seconds)."""
+    per_minute = 60.0 / unit
+    limits = (
+        RateLimitPolicy()
+        if rate is None
+        else RateLimitPolicy(
+            requests_per_minute=round(rate[0] * per_minute),
+            tokens_per_minute=round(rate[1] * per_minute),
+        )
+    )
     config = PoolConfig(
+        rate_limit=limits,
         pool_size=2,
         max_concurrency=concurrency,
         max_queue_size=queue,
@@ -106,7 +128,10 @@ async def scenario(
                 scope.deadline = anyio.current_time() + spec.cancel_after * unit
             try:
                 value = await m.run(
-                    make_fn(i, spec.behaviour), priority=spec.priority, session_id=spec.session
+                    make_fn(i, spec.behaviour),
+                    priority=spec.priority,
+                    session_id=spec.session,
+                    estimated_tokens=spec.tokens,
                 )
                 outcomes[i].append("ok" if value == i else f"wrong result {value}")
             except Exception as exc:
@@ -148,9 +173,9 @@ def check(requests: list[Spec], result: dict[str, Any]) -> None:
 
 
 @settings(max_examples=60)
-@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30))
+@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30), rate=rates)
 def test_nothing_lost_or_duplicated_virtual_time(
-    requests: list[Spec], concurrency: int, queue: int
+    requests: list[Spec], concurrency: int, queue: int, rate: tuple[int, int] | None
 ) -> None:
     """On trio's virtual clock (1 unit = 1 s), every request ends exactly once."""
     result = anyio.run(
@@ -159,6 +184,7 @@ def test_nothing_lost_or_duplicated_virtual_time(
         concurrency,
         queue,
         1.0,
+        rate,
         backend="trio",
         backend_options={"clock": MockClock(autojump_threshold=0)},
     )
@@ -167,10 +193,14 @@ def test_nothing_lost_or_duplicated_virtual_time(
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=15)
-@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30))
+@given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30), rate=rates)
 def test_nothing_lost_or_duplicated_real_time(
-    backend: str, requests: list[Spec], concurrency: int, queue: int
+    backend: str,
+    requests: list[Spec],
+    concurrency: int,
+    queue: int,
+    rate: tuple[int, int] | None,
 ) -> None:
     """On the real clock (1 unit = 5 ms), every request ends exactly once, on both backends."""
-    result = anyio.run(scenario, requests, concurrency, queue, 0.005, backend=backend)
+    result = anyio.run(scenario, requests, concurrency, queue, 0.005, rate, backend=backend)
     check(requests, result)

@@ -28,6 +28,8 @@ from ._config import RateLimitPolicy
 
 __all__ = ["TokenBucket", "UpstreamLimits", "parse_duration"]
 
+_EPSILON: Final = 1e-9  # units; a deficit this small counts as none
+
 # Go's time.Duration.String() units, as OpenAI formats x-ratelimit-reset-* values. A regular
 # expression is the whole parser: no library on PyPI parses exactly this format.
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -114,7 +116,7 @@ class TokenBucket:
         """
         self._refill(now)
         need = min(amount, self.capacity)
-        if self.level >= need:
+        if self.level >= need - _EPSILON:  # float rounding of the refill must not stall
             return 0.0
         return (need - self.level) / self.rate
 

@@ -44,6 +44,7 @@ Gate = Callable[[Any], float]
 seconds until it could (nothing reserved)."""
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
+_MIN_POLL: Final = 0.001  # seconds: the shortest wait before re-checking the gate
 
 
 class QueueFull(Exception):
@@ -284,7 +285,9 @@ class Scheduler:
         """Have ``head`` re-check the gate in ``delay`` seconds (unless a sooner check is due)."""
         if head.event is None or not math.isfinite(delay):
             return  # sync use without waiting tasks, or a gate that never opens
-        at = anyio.current_time() + delay
+        # At least _MIN_POLL: a re-check at the same clock reading would find the same
+        # budget and spin.
+        at = anyio.current_time() + max(delay, _MIN_POLL)
         poller = self._poller
         if poller is not None and poller.poll_at is not None and poller.poll_at <= at:
             return
