@@ -64,6 +64,14 @@ def test_every_request_is_accounted_for(capsys: pytest.CaptureFixture[str]) -> N
     assert summary["stats"]["failedRequests"] == 0
 
 
+def test_no_hop_skips_the_hopping_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-hop runs only the terminals: no hop summary, only their requests."""
+    code, summary = run_json(capsys, "--terminals", "1", "--requests", "1", "--no-hop", *FAST)
+    assert code == 0
+    assert summary["hop"] is None
+    assert summary["simulator"]["requests"] == 1
+
+
 def test_default_plan_teaches_the_rate_limit(capsys: pytest.CaptureFixture[str]) -> None:
     """The default simulator sends x-ratelimit-* headers; the manager learns 600 RPM."""
     code, summary = run_json(capsys, "--terminals", "1", "--requests", "1")
@@ -229,7 +237,7 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--terminals", "--requests", "--stagger", "--priority", "--api", "--model",
         "--backend", "--json", "--base-url", "--api-key", "--pool-size", "--max-concurrency",
         "--queue-timeout", "--request-timeout", "--max-attempts", "--seed", "--latency-min",
-        "--latency-max", "--no-faults", "--fault-plan",
+        "--latency-max", "--no-faults", "--no-hop", "--fault-plan",
     ):  # fmt: skip
         assert option in out
     assert "(default: 5)" in out
@@ -390,3 +398,41 @@ def test_line_observer_prints_one_line_per_request() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("terminal-1 [high] request 1/1 ok in 0.500s")
     assert lines[1].endswith("APIConnectionError")
+
+
+def test_hop_terminal_conversation_hops_and_recovers(capsys: pytest.CaptureFixture[str]) -> None:
+    """terminal-hop streams a conversation east -> west -> east: east's first stream is cut
+    before any text and retried; each hop is rebuilt from the transcript after the other
+    instance's 404; every reply is streamed once, whole."""
+    code, summary = run_json(capsys, "--terminals", "1", "--requests", "1", *FAST)
+    assert code == 0
+    hop = summary["hop"]
+    assert hop["ok"] is True
+    turns = hop["turns"]
+    assert [(t["turn"], t["instance"]) for t in turns] == [
+        (1, "east"),
+        (1, "east"),
+        (2, "west"),
+        (3, "east"),
+    ]
+    assert [t["recovered"] for t in turns] == ["retried", None, "rebuilt", "rebuilt"]
+    assert (hop["recoveries"], hop["retries"], hop["requests"]) == (2, 1, 4)
+    assert turns[0]["tool_calls"] == ["get_weather"]
+    assert turns[0]["text"] == ""
+    assert turns[1]["text"].startswith("Simulated reply to tool output: ")
+    assert turns[2]["text"] == "Simulated reply to: And in Lyon tomorrow?"
+    assert turns[3]["text"] == "Simulated reply to: Thanks. Summarise the forecast in one line."
+    assert "not found" in turns[2]["reason"]
+    assert not any(t["duplicated"] for t in turns)
+    assert [t["attempts"] for t in turns] == [2, 1, 2, 2]
+    # The hop instances are separate: the main simulator saw only the terminals' request.
+    assert summary["simulator"]["requests"] == 1
+
+
+def test_rich_report_shows_the_hop(capsys: pytest.CaptureFixture[str]) -> None:
+    """The report prints terminal-hop's path, its recoveries and each reply."""
+    assert main(["demo", "--terminals", "1", "--requests", "1", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "terminal-hop: streamed conversation east -> west -> east; 2 rebuilt, 1 retried" in out
+    assert "turn 2 on west [rebuilt: " in out
+    assert "'Simulated reply to: And in Lyon tomorrow?'" in out

@@ -29,7 +29,7 @@ def run_example(name: str) -> str:
 
 def test_every_example_is_tested() -> None:
     """A new script in examples/ needs a test here."""
-    tested = {"basic.py", "streaming.py", "custom_factory.py"}
+    tested = {"basic.py", "streaming.py", "custom_factory.py", "multi_server.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -59,3 +59,15 @@ def test_custom_factory() -> None:
     assert "sim-a answered 1 attempt(s), sim-b 6" in out
     assert "request 1 retried on sim-b" in out
     assert "6/6 completed, 0 failed, 1 retried" in out
+
+
+def test_multi_server() -> None:
+    """The conversation started on A continues on B: B's 404, one rebuild, no server ids."""
+    out = run_example("multi_server.py")
+    assert "[A] <tool call get_weather>" in out
+    assert "<recovered: rebuilt after" in out
+    assert "Simulated reply to: And in Lyon tomorrow?" in out
+    assert "B saw: ['not_found', 'ok']" in out
+    assert "previous_response_id sent: False" in out
+    assert "server ids sent: []" in out
+    assert "stream attempts 2, recoveries 1" in out

@@ -11,6 +11,10 @@ only those above it in this list):
     _stats, _request                 snapshots; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
     _manager                         ConnectionManager: composes all of the above
+    _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
+    _conversation                    Conversation: the local transcript (pydantic)
+    _stream_events, _stream_translate   the StreamEvent envelope; SDK events -> envelope
+    _recovery, _streams              when and how to rebuild; RecoveringStream over the façade
 
 ``llmpool.testing`` (the simulated provider) and the ``llmpool`` CLI need extras and are
 never imported from here.
@@ -20,6 +24,9 @@ from ._config import ENV_VARS as ENV_VARS
 from ._config import PoolConfig as PoolConfig
 from ._config import RateLimitPolicy as RateLimitPolicy
 from ._config import RetryPolicy as RetryPolicy
+from ._conversation import Conversation as Conversation
+from ._errors import CompactionBudgetError as CompactionBudgetError
+from ._errors import InvalidConversationError as InvalidConversationError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import LLMPoolError as LLMPoolError
 from ._errors import ManagerClosedError as ManagerClosedError
@@ -27,23 +34,45 @@ from ._errors import QueueFullError as QueueFullError
 from ._errors import QueueTimeoutError as QueueTimeoutError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import RequestTooLargeError as RequestTooLargeError
+from ._errors import StreamInterruptedError as StreamInterruptedError
 from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
 from ._manager import ConnectionManager as ConnectionManager
 from ._pool import ClientFactory as ClientFactory
+from ._recovery import RecoveryPolicy as RecoveryPolicy
+from ._recovery import missing_reference as missing_reference
 from ._retry import RetryDecision as RetryDecision
 from ._retry import classify as classify
 from ._retry import parse_retry_after as parse_retry_after
+from ._sanitizer import ConversationSanitizer as ConversationSanitizer
 from ._stats import ConnectionStats as ConnectionStats
 from ._stats import LatencyStats as LatencyStats
 from ._stats import UpstreamLimitStats as UpstreamLimitStats
+from ._stream_events import ChunkEvent as ChunkEvent
+from ._stream_events import CompleteEvent as CompleteEvent
+from ._stream_events import ErrorEvent as ErrorEvent
+from ._stream_events import RecoveredEvent as RecoveredEvent
+from ._stream_events import StreamEvent as StreamEvent
+from ._stream_events import ToolCallEvent as ToolCallEvent
+from ._stream_events import Usage as Usage
+from ._stream_events import parse_stream_event as parse_stream_event
+from ._streams import RecoveringStream as RecoveringStream
+from ._streams import stream_chat as stream_chat
+from ._streams import stream_response as stream_response
 from ._types import Priority as Priority
 
 __all__ = [
     "ENV_VARS",
+    "ChunkEvent",
     "ClientFactory",
+    "CompactionBudgetError",
+    "CompleteEvent",
     "ConnectionManager",
     "ConnectionStats",
+    "Conversation",
+    "ConversationSanitizer",
+    "ErrorEvent",
+    "InvalidConversationError",
     "InvalidSessionIdError",
     "LLMPoolError",
     "LatencyStats",
@@ -55,13 +84,24 @@ __all__ = [
     "QueueFullError",
     "QueueTimeoutError",
     "RateLimitPolicy",
+    "RecoveredEvent",
+    "RecoveringStream",
+    "RecoveryPolicy",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "RetryDecision",
     "RetryPolicy",
+    "StreamEvent",
+    "StreamInterruptedError",
+    "ToolCallEvent",
     "UpstreamLimitStats",
+    "Usage",
     "classify",
+    "missing_reference",
     "parse_retry_after",
+    "parse_stream_event",
+    "stream_chat",
+    "stream_response",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         "500 5%%, 503 3%%)",
     )  # fmt: skip
     sim.add_argument(
+        "--no-hop", action="store_true",
+        help="skip terminal-hop, the streamed conversation that hops between two more "
+        "simulated instances and recovers (docs/recovery.md)",
+    )  # fmt: skip
+    sim.add_argument(
         "--fault-plan", type=_json_object, default=None, metavar="JSON",
         help="llmpool.testing.FaultPlan fields as a JSON object (or @file.json); replaces the "
         "default faults, keeps --latency-*/--seed unless it sets them, "
@@ -212,6 +217,7 @@ def _options(args: argparse.Namespace) -> demo.DemoOptions:
         pool=pool,
         json=args.json,
         backend=args.backend,
+        hop=not args.no_hop,
     )
 
 

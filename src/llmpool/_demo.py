@@ -31,6 +31,7 @@ import openai
 
 from . import _constants as C
 from ._config import PoolConfig
+from ._demo_hop import HOP_INSTANCES, HopTurn, run_hop, summarize_hop
 from ._manager import ConnectionManager
 from ._pool import ClientFactory
 from ._stats import ConnectionStats, LatencyStats
@@ -102,6 +103,8 @@ class DemoOptions:
         pool: the manager's config.
         json: print one JSON summary instead of the rich display.
         backend: the anyio backend, ``"asyncio"`` or ``"trio"``.
+        hop: with the simulator, also run ``terminal-hop``: a streamed multi-turn conversation
+            hopping between two more simulated instances (``_demo_hop``).
     """
 
     terminals: int = DEFAULT_TERMINALS
@@ -118,6 +121,7 @@ class DemoOptions:
     pool: PoolConfig = field(default_factory=PoolConfig)
     json: bool = False
     backend: Backend = "asyncio"
+    hop: bool = True
 
     @property
     def sessions(self) -> list[str]:
@@ -249,6 +253,7 @@ class DemoOutcome:
     stats: ConnectionStats
     elapsed: float
     simulator: dict[str, Any] | None = None
+    hop: list[HopTurn] | None = None
 
 
 def _client_factory(base_url: str, api_key: str) -> ClientFactory:
@@ -269,7 +274,12 @@ async def _call(view: ManagerView, options: DemoOptions, text: str) -> None:
 
 
 async def drive(
-    options: DemoOptions, *, base_url: str, api_key: str, observer: Observer
+    options: DemoOptions,
+    *,
+    base_url: str,
+    api_key: str,
+    observer: Observer,
+    hop_urls: Mapping[str, str] | None = None,
 ) -> DemoOutcome:
     """Run the terminals against ``base_url`` through one ``ConnectionManager``.
 
@@ -278,6 +288,8 @@ async def drive(
         base_url: the OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``.
         api_key: the API key sent with every request.
         observer: told about every request and, every 0.1 s, the manager's stats.
+        hop_urls: base URL of each hop instance (``east``, ``west``): also run
+            ``terminal-hop`` alongside the terminals, one manager per instance.
 
     Returns:
         The results (in terminal, then request order), the final stats, the run time.
@@ -309,6 +321,22 @@ async def drive(
             observer.tick(manager.stats(), collector)
             await anyio.sleep(_TICK)
 
+    hop: list[HopTurn] = []
+
+    async def hopper() -> None:
+        assert hop_urls is not None
+        config = options.pool.model_copy(update={"pool_size": 1})
+        async with (
+            ConnectionManager(
+                config, client_factory=_client_factory(hop_urls[name], api_key)
+            ) as east,
+            ConnectionManager(
+                config, client_factory=_client_factory(hop_urls[other], api_key)
+            ) as west,
+        ):
+            hop.extend(await run_hop({name: east, other: west}, model=options.model, pause=_TICK))
+
+    name, other = HOP_INSTANCES
     began = time.perf_counter()
     with collector.installed():
         async with ConnectionManager(options.pool, client_factory=factory) as manager:
@@ -317,11 +345,18 @@ async def drive(
                 async with anyio.create_task_group() as terminals:
                     for number, session in enumerate(options.sessions, start=1):
                         terminals.start_soon(terminal, number, session)
+                    if hop_urls is not None:
+                        terminals.start_soon(hopper)
                 outer.cancel_scope.cancel()
             stats = manager.stats()
             observer.tick(stats, collector)
     results.sort(key=lambda r: (int(r.terminal.rsplit("-", 1)[1]), r.index))
-    return DemoOutcome(results=results, stats=stats, elapsed=time.perf_counter() - began)
+    return DemoOutcome(
+        results=results,
+        stats=stats,
+        elapsed=time.perf_counter() - began,
+        hop=hop if hop_urls is not None else None,
+    )
 
 
 def _result(
@@ -381,7 +416,8 @@ def summarize(options: DemoOptions, outcome: DemoOutcome, endpoint: str) -> dict
 
     Returns:
         A JSON-ready dict with ``ok``, ``config``, ``per_terminal``, ``per_priority``,
-        ``totals``, ``failures``, ``simulator`` and ``stats``.
+        ``totals``, ``failures``, ``simulator``, ``stats`` and ``hop`` (``terminal-hop``'s
+        turns, or ``None`` when it did not run).
     """
     results = outcome.results
     per_terminal: dict[str, Any] = {}
@@ -427,8 +463,9 @@ def summarize(options: DemoOptions, outcome: DemoOutcome, endpoint: str) -> dict
         "fault_plan": outcome.simulator["fault_plan"] if outcome.simulator else None,
     }
     complete = len(results) == totals["expected"] and not failures
+    hop = None if outcome.hop is None else summarize_hop(outcome.hop)
     return {
-        "ok": complete,
+        "ok": complete and (hop is None or hop["ok"]),
         "config": config,
         "per_terminal": per_terminal,
         "per_priority": per_priority,
@@ -438,6 +475,7 @@ def summarize(options: DemoOptions, outcome: DemoOutcome, endpoint: str) -> dict
         if outcome.simulator is None
         else {k: v for k, v in outcome.simulator.items() if k != "fault_plan"},
         "stats": outcome.stats.model_dump(by_alias=True, mode="json"),
+        "hop": hop,
     }
 
 
@@ -517,13 +555,18 @@ def run_demo(options: DemoOptions) -> int:
         plan = FaultPlan.model_validate(dict(options.fault_plan))
         if not options.json:
             report.print_header(console, options, endpoint, plan)
-        with SimulatedProvider(plan, api_key=SIMULATOR_API_KEY) as sim, observer:
+        with (
+            SimulatedProvider(plan, api_key=SIMULATOR_API_KEY) as sim,
+            _hop_simulators(options, plan) as hop_urls,
+            observer,
+        ):
             outcome = anyio.run(
                 _drive_kw,
                 options,
                 sim.base_url,
                 options.api_key or SIMULATOR_API_KEY,
                 observer,
+                hop_urls,
                 backend=options.backend,
             )
             seen = sim.requests
@@ -542,7 +585,40 @@ def run_demo(options: DemoOptions) -> int:
 
 
 async def _drive_kw(
-    options: DemoOptions, base_url: str, api_key: str, observer: Observer
+    options: DemoOptions,
+    base_url: str,
+    api_key: str,
+    observer: Observer,
+    hop_urls: Mapping[str, str] | None = None,
 ) -> DemoOutcome:
     # anyio.run passes positional arguments only.
-    return await drive(options, base_url=base_url, api_key=api_key, observer=observer)
+    return await drive(
+        options, base_url=base_url, api_key=api_key, observer=observer, hop_urls=hop_urls
+    )
+
+
+@contextmanager
+def _hop_simulators(options: DemoOptions, plan: Any) -> Iterator[dict[str, str] | None]:
+    """Two more simulated instances for ``terminal-hop`` (separate stores), or ``None``.
+
+    They take the main plan's service time; ``east`` cuts its first stream after two events
+    (before any text), so the hop shows a retried stream as well as rebuilt ones.
+    """
+    if not options.hop:
+        yield None
+        return
+    from .testing import FaultPlan, ScriptedFault, SimulatedProvider
+
+    east_plan = FaultPlan(
+        latency_min=plan.latency_min,
+        latency_max=plan.latency_max,
+        stream_chunk_delay=min(0.03, plan.latency_max / 10),
+        scripted=[ScriptedFault(kind="stream_disconnect", after_events=2)],
+    )
+    west_plan = east_plan.model_copy(update={"scripted": []})
+    east_name, west_name = HOP_INSTANCES
+    with (
+        SimulatedProvider(east_plan, api_key=SIMULATOR_API_KEY, name=east_name) as east,
+        SimulatedProvider(west_plan, api_key=SIMULATOR_API_KEY, name=west_name) as west,
+    ):
+        yield {east_name: east.base_url, west_name: west.base_url}

@@ -226,6 +226,31 @@ def build_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def print_hop(console: Console, hop: dict[str, Any]) -> None:
+    """Print ``terminal-hop``: each streamed request, its instance, recovery and text."""
+    path: list[str] = []
+    for turn in hop["turns"]:
+        if not path or path[-1] != turn["instance"]:
+            path.append(turn["instance"])
+    console.print(
+        f"[bold]{hop['session']}[/]: streamed conversation {' -> '.join(path)}; "
+        f"{hop['recoveries']} rebuilt, {hop['retries']} retried"
+    )
+    for turn in hop["turns"]:
+        line = Text(f"  turn {turn['turn']} on {turn['instance']:<4} ")
+        if turn["recovered"] is not None:
+            line.append(f"[{turn['recovered']}: {turn['reason']}] ", style="yellow")
+        if not turn["ok"]:
+            line.append(f"failed: {turn['reason']}", style="bold red")
+        elif turn["tool_calls"]:
+            line.append(f"tool call {', '.join(turn['tool_calls'])}", style="cyan")
+        else:
+            line.append(repr(turn["text"]))
+        if turn["duplicated"]:
+            line.append(" DUPLICATED TEXT", style="bold red")
+        console.print(line, soft_wrap=True)
+
+
 def print_report(console: Console, summary: dict[str, Any]) -> None:
     """Print the table, the failures, the simulator's view, the stats JSON and a verdict."""
     console.print()
@@ -250,9 +275,14 @@ def print_report(console: Console, summary: dict[str, Any]) -> None:
             markup=False,
             soft_wrap=True,
         )
+    hop = summary.get("hop")
+    if hop is not None:
+        print_hop(console, hop)
     console.print("[bold]manager.stats()[/]:")
     console.print_json(data=summary["stats"])
     totals = summary["totals"]
+    if hop is not None and not hop["ok"]:
+        console.print(f"[bold red]{hop['session']} did not complete its conversation.[/]")
     if summary["ok"]:
         console.print(f"[bold green]All {totals['expected']} requests completed.[/]")
     else:

@@ -13,6 +13,8 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     │                           tokens-per-minute limit: it could never be admitted
     ├── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
     │                           printable ASCII characters
+    ├── StreamInterruptedError  a recovering stream broke after output reached the caller
+    │                           (never restarted); carries the partial text and items
     └── InvalidConversationError (also a ValueError) a conversation item the sanitizer cannot
         │                        read: "item 3: expected a mapping or an SDK model, got int"
         └── CompactionBudgetError  the budget is smaller than the instructions plus the latest

@@ -1,0 +1,464 @@
+"""Recovering streams: ``stream_response`` and ``stream_chat``.
+
+A recovering stream runs ``responses.create(stream=True)`` or ``chat.completions.create(
+stream=True)`` through the ``ConnectionManager`` (each attempt holds a concurrency slot for
+the stream's life, with the view's priority and session id) and yields typed ``StreamEvent``
+envelopes. Its rules:
+
+* Before any output (text or tool-call delta) was yielded, a failure is not the caller's
+  problem. A 404 "Item with id … not found" or a 404/400 ``previous_response_not_found`` (the
+  server lost the conversation: another instance, expired storage) rebuilds a self-contained
+  input from the *whole* local transcript with ``ConversationSanitizer`` (portable: no server
+  ids, tool-call pairs whole), drops ``previous_response_id`` and tries again, at most
+  ``RecoveryPolicy.max_recoveries`` times. A disconnect, 5xx or transient stream ``error`` event
+  after the stream opened is retried under the manager's ``RetryPolicy`` (``classify``,
+  tenacity, ``anyio.sleep``). Either yields one ``recovered`` event before the output.
+* After output began, the stream is never restarted (that would duplicate text): it ends with
+  ``StreamInterruptedError`` carrying the partial output, or an ``error`` event. A stream
+  error event that is not transient ends it the same way, whenever it comes.
+
+Opening a stream is already retried by the manager (5xx, 429, connection errors before the
+headers); those errors are not retried again here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, stop_never
+
+from . import _constants as C
+from ._conversation import Conversation
+from ._errors import StreamInterruptedError
+from ._facade import ManagerView, PooledStream
+from ._recovery import RecoveryPolicy, missing_reference, request_params
+from ._retry import RetryDecision, backoff_strategy, classify
+from ._sanitizer import ConversationSanitizer
+from ._stream_events import ErrorEvent, RecoveredEvent, StreamEvent
+from ._stream_translate import ChatTranslator, ResponsesTranslator, StreamFailure, StreamTruncated
+
+if TYPE_CHECKING:
+    from ._manager import ConnectionManager
+
+__all__ = ["RecoveringStream", "stream_chat", "stream_response"]
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+# Seconds allowed to read what follows a final (or error) event. Reading the SDK stream to its
+# end lets its async generators finish (trio warns about unfinished ones) and the HTTP/1.1
+# connection be reused; the API ends the stream right after its last event.
+_DRAIN_TIMEOUT = 5.0
+
+
+Api = Literal["responses", "chat"]
+OnError = Literal["raise", "event"]
+
+
+class RecoveringStream:
+    """A stream of ``StreamEvent``; see the module docstring. Built by ``stream_response``.
+
+    Use it as ``async with`` and iterate it. Nothing is sent before the first ``__anext__``.
+    With a ``Conversation``, the assistant's output is recorded in it when the turn completes
+    (not when the stream is interrupted).
+
+    Attributes:
+        attempts: stream attempts made (opens by this wrapper; the manager's own retries of an
+            open are not counted).
+        recoveries: rebuilds after a lost conversation.
+        last_request: the parameters of the last attempt (what was sent), or ``None``.
+    """
+
+    def __init__(
+        self,
+        target: ConnectionManager | ManagerView,
+        api: Api,
+        params: dict[str, Any],
+        *,
+        conversation: Conversation | None,
+        policy: RecoveryPolicy,
+        on_error: OnError,
+        sanitizer: ConversationSanitizer | None,
+    ) -> None:
+        if on_error not in ("raise", "event"):
+            raise ValueError(f"on_error must be 'raise' or 'event', got {on_error!r}")
+        if conversation is not None and conversation.api != api:
+            raise ValueError(f"the conversation speaks {conversation.api!r}, not {api!r}")
+        self._view = target if isinstance(target, ManagerView) else target.with_options()
+        self._retry = self._view._manager.config.retry
+        self._backoff = backoff_strategy(self._retry)
+        self._api = api
+        self._params = dict(params)
+        self._conversation = conversation
+        self._policy = policy
+        self._on_error = on_error
+        self._sanitizer = sanitizer or ConversationSanitizer()
+        self._pending: deque[StreamEvent] = deque()
+        self._upstream: PooledStream[Any] | None = None
+        self._last_stream: PooledStream[Any] | None = None  # for ids, after it is closed
+        self._translator: ResponsesTranslator | ChatTranslator | None = None
+        self._started = False
+        self._done = False
+        self._phase = "open"
+        self._rebuild: str | None = None  # the reason, while a rebuild is pending
+        self._rebuilt = False
+        self._failure: tuple[str, int | None] | None = None
+        self._decision: RetryDecision | None = None
+        self._started_at = 0.0
+        self.attempts = 0
+        self.recoveries = 0
+        self.last_request: dict[str, Any] | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """Llmpool's request id of the current (or last) attempt."""
+        return None if self._last_stream is None else self._last_stream.request_id
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while not self._pending:
+            if self._done:
+                raise StopAsyncIteration
+            if not self._started:
+                self._started = True
+                await self._start()
+            else:
+                await self._read_one()
+        return self._pending.popleft()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the upstream stream (giving its slot back) and end iteration. Idempotent."""
+        self._done = True
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            await upstream.close()
+
+    # -- before output: open, prime, retry, rebuild ---------------------------------------------
+
+    async def _start(self) -> None:
+        self._started_at = anyio.current_time()
+        retrying = AsyncRetrying(
+            stop=stop_never,  # bounded by _should_retry: max_attempts and max_recoveries
+            wait=self._wait,
+            retry=self._should_retry,
+            before_sleep=self._before_sleep,
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._attempt()
+        except Exception as exc:
+            if isinstance(exc, StreamFailure | StreamTruncated):
+                self._interrupted(exc, None)  # ours: never leaked as such
+                return
+            if self._on_error == "raise":
+                raise
+            self._done = True
+            self._pending.append(
+                ErrorEvent(
+                    error=f"{type(exc).__name__}: {exc}",
+                    error_details=getattr(exc, "code", None),
+                    request_id=self.request_id,
+                )
+            )
+
+    async def _attempt(self) -> None:
+        self._phase = "open"
+        params = self._next_params()
+        self.attempts += 1
+        self.last_request = params
+        upstream = await self._open(params)
+        self._last_stream = upstream
+        self._phase = "read"
+        translator: ResponsesTranslator | ChatTranslator = (
+            ResponsesTranslator(self._started_at)
+            if self._api == "responses"
+            else ChatTranslator(self._started_at)
+        )
+        try:
+            events: list[StreamEvent] = []
+            while not events:
+                try:
+                    event = await upstream.__anext__()
+                except StopAsyncIteration:
+                    events = translator.finish()
+                    break
+                events = translator.feed(event)
+        except BaseException as exc:
+            if isinstance(exc, StreamFailure):
+                await _drain(upstream)
+            await upstream.close()
+            raise
+        self._upstream, self._translator = upstream, translator
+        if self._failure is not None:
+            reason, status = self._failure
+            kind: Literal["rebuilt", "retried"] = "rebuilt" if self._rebuilt else "retried"
+            self._pending.append(
+                RecoveredEvent(kind=kind, reason=reason, attempt=self.attempts, status=status)
+            )
+        self._pending.extend(events)
+        await self._complete_if_done()
+
+    async def _open(self, params: dict[str, Any]) -> PooledStream[Any]:
+        stream: PooledStream[Any]
+        if self._api == "responses":
+            stream = await self._view.responses.create(**params)
+        else:
+            stream = await self._view.chat.completions.create(**params)
+        return stream
+
+    def _should_retry(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        exc = None if outcome is None else outcome.exception()
+        if not isinstance(exc, Exception):
+            return False  # success, or cancellation: never retried
+        self._decision = None
+        lost = missing_reference(exc)
+        if lost is not None:
+            if self.recoveries >= self._policy.max_recoveries or not self._can_rebuild():
+                return False
+            self.recoveries += 1
+            self._rebuild = lost
+            self._failure = (lost, getattr(exc, "status_code", None))
+            return True
+        if self._phase == "open":
+            return False  # the manager already retried the open under the same policy
+        if isinstance(exc, StreamFailure):
+            transient = exc.code is None or exc.code in C.TRANSIENT_STREAM_ERROR_CODES
+            decision = RetryDecision(retry=transient, reason=f"stream error: {exc}")
+        elif isinstance(exc, StreamTruncated):
+            decision = RetryDecision(retry=True, reason=str(exc))
+        else:
+            decision = classify(exc, max_retry_after=self._retry.max_retry_after)
+        retries = self.attempts - self.recoveries
+        if not decision.retry or retries >= self._retry.max_attempts:
+            return False
+        self._decision = decision
+        self._failure = (f"{decision.reason}: {exc}", decision.status)
+        return True
+
+    def _wait(self, state: RetryCallState) -> float:
+        decision = self._decision
+        if decision is None:
+            return 0.0  # a rebuild is a different request: no reason to wait
+        if decision.delay is not None:
+            return decision.delay
+        return float(self._backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        reason = "" if self._failure is None else self._failure[0]
+        action = "rebuilding the input" if self._decision is None else "retrying"
+        logger.info(
+            "stream attempt %d failed before output (%s); %s in %.3fs",
+            self.attempts,
+            reason,
+            action,
+            state.upcoming_sleep,
+            extra={"llmpool_event": "stream_recovery", "reason": reason},
+        )
+
+    def _can_rebuild(self) -> bool:
+        if self._api != "responses":
+            return False
+        return self._conversation is not None or isinstance(self._params.get("input"), list)
+
+    def _next_params(self) -> dict[str, Any]:
+        if self._rebuild is not None:
+            self._rebuild = None
+            self._rebuilt = True
+        return request_params(
+            self._api,
+            self._params,
+            conversation=self._conversation,
+            policy=self._policy,
+            sanitizer=self._sanitizer,
+            rebuild=self._rebuilt,
+        )
+
+    # -- after output began --------------------------------------------------------------------
+
+    async def _read_one(self) -> None:
+        upstream, translator = self._upstream, self._translator
+        assert upstream is not None  # both set by _attempt
+        assert translator is not None
+        try:
+            try:
+                event = await upstream.__anext__()
+            except StopAsyncIteration:
+                self._pending.extend(translator.finish())
+            else:
+                self._pending.extend(translator.feed(event))
+        except Exception as exc:
+            if isinstance(exc, StreamFailure):
+                await _drain(upstream)
+            await self.aclose()
+            self._interrupted(exc, translator)
+        else:
+            await self._complete_if_done()
+
+    def _interrupted(
+        self, exc: Exception, translator: ResponsesTranslator | ChatTranslator | None
+    ) -> None:
+        """End the stream: raise ``StreamInterruptedError``, or queue an ``ErrorEvent``."""
+        self._done = True
+        stream = self._last_stream
+        request = None if stream is None else stream.request
+        began = "after output began" if translator is not None else "before any output"
+        text = "" if translator is None else translator.text
+        error = StreamInterruptedError(
+            f"the stream broke {began} ({type(exc).__name__}: {exc}); "
+            "not restarted, to avoid duplicating output"
+            if translator is not None
+            else f"the stream failed {began} ({type(exc).__name__}: {exc})",
+            partial_text=text,
+            partial_items=[] if translator is None else translator.items,
+            response_id=None if translator is None else translator.response_id,
+            code=exc.code if isinstance(exc, StreamFailure) else None,
+            request_id=None if request is None else request.id,
+            session_id=None if request is None else request.session_id,
+            priority=None if request is None else request.priority.value,
+            attempts=self.attempts,
+            waited=anyio.current_time() - self._started_at,
+            last_status=getattr(exc, "status_code", None),
+        )
+        if self._on_error == "raise":
+            raise error from exc
+        self._pending.append(
+            ErrorEvent(
+                error=f"{type(exc).__name__}: {exc}",
+                error_details=str(error),
+                partial_text=text,
+                request_id=None if request is None else request.id,
+            )
+        )
+
+    async def _complete_if_done(self) -> None:
+        """After a ``complete`` event: close the upstream, record the turn."""
+        if not self._pending or self._pending[-1].type != "complete":
+            return
+        translator = self._translator
+        if self._upstream is not None:
+            await _drain(self._upstream)
+        await self.aclose()
+        if translator is None or self._conversation is None or translator.final is None:
+            return
+        if self._api == "responses":
+            self._conversation.record_response(translator.final)
+        else:
+            self._conversation.record_chat_message(translator.final)
+
+
+async def _drain(upstream: PooledStream[Any]) -> None:
+    """Read ``upstream`` to its end (bounded by ``_DRAIN_TIMEOUT``), ignoring what comes."""
+    with anyio.move_on_after(_DRAIN_TIMEOUT):
+        try:
+            async for _event in upstream:
+                pass
+        except Exception:  # the stream's outcome is already decided
+            return
+
+
+def stream_response(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation | None = None,
+    policy: RecoveryPolicy | None = None,
+    on_error: OnError = "raise",
+    sanitizer: ConversationSanitizer | None = None,
+    **params: Any,
+) -> RecoveringStream:
+    """A recovering ``responses.create(stream=True, **params)`` through the manager.
+
+    Args:
+        target: the manager, or ``manager.with_options(priority=..., session_id=...)``.
+        conversation: the local transcript. When given, ``input`` and
+            ``previous_response_id`` come from it (do not pass them): the new items with
+            ``previous_response_id`` first, the whole sanitised transcript after a 404; the
+            output is recorded in it on completion. Without it, a 404 can only be recovered
+            when ``input`` is a list of items (the whole transcript).
+        policy: rebuild rules; ``RecoveryPolicy()`` by default.
+        on_error: ``"raise"`` (default): a failure raises (``StreamInterruptedError`` after
+            output began; the API's error unchanged before); ``"event"``: it ends the stream
+            with an ``ErrorEvent`` instead.
+        sanitizer: builds the portable input; ``ConversationSanitizer()`` by default.
+        **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…);
+            ``stream=True`` is implied.
+
+    Returns:
+        The stream; nothing is sent before it is iterated.
+
+    Raises:
+        ValueError: ``on_error`` is not ``"raise"``/``"event"``, the conversation speaks Chat
+            Completions, or ``input`` is given with a conversation.
+
+    Iterating raises what ``ConnectionManager.run`` raises, the API's error when it is not
+    recoverable, and ``StreamInterruptedError``.
+    """
+    if conversation is not None and ("input" in params or "previous_response_id" in params):
+        raise ValueError("with a conversation, input and previous_response_id come from it")
+    return RecoveringStream(
+        target,
+        "responses",
+        params,
+        conversation=conversation,
+        policy=policy or RecoveryPolicy(),
+        on_error=on_error,
+        sanitizer=sanitizer,
+    )
+
+
+def stream_chat(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation | None = None,
+    on_error: OnError = "raise",
+    **params: Any,
+) -> RecoveringStream:
+    """A recovering ``chat.completions.create(stream=True, **params)`` through the manager.
+
+    Chat Completions keep no server state, so there is nothing to rebuild: a failure before
+    output is retried, one after raises ``StreamInterruptedError`` (or ends with an
+    ``ErrorEvent``). ``stream_options={"include_usage": True}`` is sent unless given, so the
+    ``complete`` event has usage.
+
+    Args:
+        target: the manager, or ``manager.with_options(priority=..., session_id=...)``.
+        conversation: a ``Conversation(api="chat")``; ``messages`` come from it and the
+            assistant message is recorded in it on completion.
+        on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``.
+        **params: ``chat.completions.create`` parameters; ``stream=True`` is implied.
+
+    Raises:
+        ValueError: as ``stream_response``; ``messages`` given with a conversation.
+    """
+    if conversation is not None and "messages" in params:
+        raise ValueError("with a conversation, messages come from it")
+    return RecoveringStream(
+        target,
+        "chat",
+        params,
+        conversation=conversation,
+        policy=RecoveryPolicy(max_recoveries=0),
+        on_error=on_error,
+        sanitizer=None,
+    )

@@ -1,0 +1,143 @@
+"""Conversation: the local transcript, its tool-call bookkeeping and its JSON form."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from openai.types.responses import Response
+
+from llmpool._conversation import Conversation
+from llmpool._errors import InvalidConversationError
+from llmpool.testing import _payloads as P
+
+TOOLS = [{"type": "function", "name": "lookup", "parameters": {"properties": {"q": {}}}}]
+
+
+def sdk_response(request: dict[str, object], store: bool = True) -> Response:
+    """A Response as the SDK parses it, built by the simulator's payload code."""
+    data = {"model": "m", **request, "store": store}
+    body = P.response_object(data, response_id="resp_1", output=P.response_output(data))
+    return Response.model_validate(body)
+
+
+def test_add_user_has_the_shape_of_the_api() -> None:
+    """User messages are Responses input messages or Chat messages, per `api`."""
+    responses, chat = Conversation(), Conversation(api="chat")
+    responses.add_user("hi")
+    chat.add_user("hi")
+    assert responses.items == [{"type": "message", "role": "user", "content": "hi"}]
+    assert chat.items == [{"role": "user", "content": "hi"}]
+
+
+def test_empty_user_message_is_refused() -> None:
+    """An empty message is a mistake: ValueError naming the method."""
+    with pytest.raises(ValueError, match="add_user"):
+        Conversation().add_user("")
+
+
+def test_record_response_keeps_every_output_item_and_the_id() -> None:
+    """Reasoning and tool-call items are kept whole; a stored response becomes
+    last_response_id and everything so far is synced."""
+    conversation = Conversation()
+    conversation.add_user("find x")
+    conversation.record_response(
+        sdk_response({"input": "find x", "tools": TOOLS, "reasoning": {"effort": "low"}})
+    )
+    assert [item.get("type") for item in conversation.items] == [
+        "message",
+        "reasoning",
+        "function_call",
+    ]
+    assert conversation.items[2]["arguments"] == '{"q": "find x"}'
+    assert conversation.last_response_id == "resp_1"
+    assert conversation.synced == 3
+
+
+def test_unstored_response_leaves_no_previous_response_id() -> None:
+    """store=false: the server keeps nothing, so the next turn must send the transcript."""
+    conversation = Conversation()
+    conversation.add_user("x")
+    conversation.record_response(sdk_response({"input": "x"}, store=False))
+    assert conversation.last_response_id is None
+    assert conversation.continuation() == (conversation.items, None)
+
+
+def test_tool_output_needs_a_pending_call() -> None:
+    """add_tool_output accepts the pending call_id once; an unknown or answered one is refused
+    (the API's 400 "No tool call found…")."""
+    conversation = Conversation()
+    conversation.add_user("find y")
+    conversation.record_response(sdk_response({"input": "find y", "tools": TOOLS}))
+    [call] = conversation.pending_tool_calls()
+    assert call["name"] == "lookup"
+    with pytest.raises(InvalidConversationError, match="call_nope"):
+        conversation.add_tool_output("call_nope", "1")
+    conversation.add_tool_output(call["call_id"], "42")
+    assert conversation.pending_tool_calls() == []
+    with pytest.raises(ValueError, match=call["call_id"]):
+        conversation.add_tool_output(call["call_id"], "42")
+    assert conversation.items[-1] == {
+        "type": "function_call_output",
+        "call_id": call["call_id"],
+        "output": "42",
+    }
+
+
+def test_continuation_sends_only_new_items_with_the_previous_id() -> None:
+    """After a stored turn, the next turn sends items[synced:] with previous_response_id."""
+    conversation = Conversation()
+    conversation.add_user("one")
+    conversation.record_response(sdk_response({"input": "one"}))
+    conversation.add_user("two")
+    items, previous = conversation.continuation()
+    assert previous == "resp_1"
+    assert items == [{"type": "message", "role": "user", "content": "two"}]
+    conversation.forget_server_state()
+    assert conversation.continuation()[1] is None
+
+
+def test_chat_tool_calls_and_outputs() -> None:
+    """Chat: assistant tool_calls are pending until a role=tool message answers them; None
+    fields of a recorded message are dropped."""
+    conversation = Conversation(api="chat")
+    conversation.add_user("q")
+    conversation.record_chat_message(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        }
+    )
+    assert "content" not in conversation.items[-1]
+    assert conversation.pending_call_ids() == ["call_1"]
+    conversation.add_tool_output("call_1", "ok")
+    assert conversation.items[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "ok"}
+    assert conversation.pending_call_ids() == []
+
+
+@given(
+    texts=st.lists(st.text(min_size=1), min_size=1, max_size=5),
+    api=st.sampled_from(["responses", "chat"]),
+    last=st.none() | st.from_regex(r"resp_[0-9a-f]{8}", fullmatch=True),
+)
+def test_json_round_trip(texts: list[str], api: str, last: str | None) -> None:
+    """to_json/from_json give back an equal conversation, whatever the text."""
+    conversation = Conversation(api=api, last_response_id=last)  # type: ignore[arg-type]
+    for text in texts:
+        conversation.add_user(text)
+    conversation.synced = len(texts) if last else 0
+    restored = Conversation.from_json(conversation.to_json())
+    assert restored == conversation
+    assert restored.items is not conversation.items
+
+
+def test_from_json_rejects_what_is_not_a_conversation() -> None:
+    """Unknown fields and wrong types fail with pydantic's error naming the field."""
+    with pytest.raises(pydantic.ValidationError, match="api"):
+        Conversation.from_json('{"api": "smtp"}')
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        Conversation.from_json('{"transcript": []}')
