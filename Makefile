@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +20,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/llmpool demo $(ARGS)
 
-## make test: ruff, mypy --strict on src/, then pytest (asyncio and trio).
-test: lint typecheck pytest
+## make test: ruff, mypy --strict on src/, pytest (asyncio and trio), the benchmarks' smoke run.
+test: lint typecheck pytest bench-smoke
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
@@ -32,6 +33,23 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --fail-under=90
+
+## make bench ARGS="--quick": the benchmark suite (docs/performance.md). LiteLLM 1.109 declares
+## certifi>=2026.10.19, missing from the package index here: its other dependencies are
+## installed, then litellm with --no-deps; if that fails the LiteLLM column is skipped.
+$(BENCH_STAMP): pyproject.toml benchmarks/litellm-deps.txt | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	( $(BIN)/python -m pip install --quiet -r benchmarks/litellm-deps.txt \
+	  && $(BIN)/python -m pip install --quiet --no-deps "litellm==1.109.*" ) \
+	  || echo "litellm not installed: the benchmarks will skip the LiteLLM Router column"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+## Seconds: checks the suite runs and writes well-formed results; times nothing.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks --smoke
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

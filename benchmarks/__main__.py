@@ -1,0 +1,111 @@
+"""``python -m benchmarks``: run the suite, write results JSON, the docs page and the chart.
+
+Modes: ``--smoke`` (seconds; what ``make test`` runs: it checks the suite works and its results
+are well formed, never timing), ``--quick`` (one repeat, ~5 min), default full (``make bench``,
+~15 min). ``--scenario NAME`` (repeatable) runs some scenarios only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .runner import SCENARIOS, Settings, run_all
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "performance.md"
+CHART = ROOT / "docs" / "performance.png"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="seconds; no timing asserted")
+    mode.add_argument("--quick", action="store_true", help="one repeat, short storm")
+    mode.add_argument(
+        "--from-results", type=Path, metavar="JSON", help="only re-render docs and chart"
+    )
+    parser.add_argument(
+        "--scenario", action="append", choices=SCENARIOS, help="run only this (repeatable)"
+    )
+    parser.add_argument("--repeats", type=int, help="repeats of each throughput measurement")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="seconds of each measurement window (throughput, storm and priority)",
+    )
+    parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/)")
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write docs/performance.md and its chart (default: full runs only)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_results is not None:
+        doc = json.loads(args.from_results.read_text())
+        write_docs(doc, args.from_results)
+        return 0
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    settings = Settings.for_mode(mode)
+    overrides: dict[str, Any] = {}
+    if args.repeats is not None:
+        overrides["repeats"] = args.repeats
+    if args.duration is not None:
+        overrides.update(
+            duration=args.duration, storm_seconds=args.duration, priority_seconds=args.duration
+        )
+    settings = dataclasses.replace(settings, **overrides)
+    scenarios = tuple(args.scenario) if args.scenario else SCENARIOS
+    started = time.perf_counter()
+    doc = run_all(settings, scenarios)
+    problems = report.validate(doc)
+    if args.output is not None:
+        output = args.output
+    elif mode == "smoke":  # the smoke run must not touch the committed results
+        output = Path(tempfile.mkdtemp(prefix="llmpool-bench-")) / "smoke.json"
+    else:
+        suffix = "" if args.scenario is None else "-" + "-".join(scenarios)
+        output = RESULTS / f"{mode}{suffix}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"results: {output} ({time.perf_counter() - started:.0f} s)")
+    for row in report.evaluate(doc):
+        verdict = {True: "pass", False: "MISS", None: "n/a"}[row["passed"]]
+        print(f"  [{verdict:4s}] {row['scenario']}: {row['measured']} (target {row['target']})")
+    if args.docs or (args.docs is None and mode == "full" and args.scenario is None):
+        write_docs(doc, output)
+    if problems:
+        print("malformed results:", *problems, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_docs(doc: dict[str, Any], results: Path) -> None:
+    """Write ``docs/performance.md`` (and the chart next to it) from ``doc``."""
+    drawn = report.chart(doc, CHART)
+    try:
+        shown = results.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        shown = results.name
+    DOC.write_text(
+        report.markdown(doc, results_path=shown, chart_path=CHART.name if drawn else None)
+    )
+    print(f"docs: {DOC}" + (f", {CHART}" if drawn else " (no chart: matplotlib missing)"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The orchestrator: one upstream process for the whole run, one client process per measurement.
+
+The upstream is pinned to one core and every client process to another
+(``os.sched_setaffinity``), so the client's CPU time is its own. Throughput runs are
+interleaved (for each repeat, every cell, every variant) so slow drift of the machine bills all
+variants alike; medians are taken over repeats, and ratios to ``raw`` come from the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .clients import VARIANTS, litellm_available
+
+ROOT = Path(__file__).resolve().parent.parent  # subprocesses run here: `-m benchmarks.*`
+
+SCENARIOS = ("throughput", "scheduler", "memory", "storm", "priority")
+"""Scenario names, in run order (``--scenario NAME`` picks some)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How long and how wide a run is (``smoke``, ``quick`` or ``full``)."""
+
+    mode: str
+    repeats: int
+    warmup: float  # seconds before a throughput window opens
+    duration: float  # seconds of a throughput window
+    concurrencies: tuple[int, ...]
+    latencies_ms: tuple[int, ...]
+    variants: tuple[str, ...]
+    scheduler_ops: int
+    queued: int  # requests queued for the memory measurement
+    storm_seconds: float
+    storm_modes: tuple[str, ...]
+    priority_seconds: float
+
+    @classmethod
+    def for_mode(cls, mode: str) -> Settings:
+        if mode == "smoke":
+            return cls(
+                mode="smoke",
+                repeats=1,
+                warmup=0.1,
+                duration=0.4,
+                concurrencies=(4,),
+                latencies_ms=(0,),
+                variants=("raw", "llmpool"),
+                scheduler_ops=50,
+                queued=1000,
+                storm_seconds=2.0,
+                storm_modes=("configured",),
+                priority_seconds=1.0,
+            )
+        if mode == "quick":
+            return cls(
+                mode="quick",
+                repeats=1,
+                warmup=0.5,
+                duration=1.5,
+                concurrencies=(16, 64),
+                latencies_ms=(0, 50),
+                variants=VARIANTS,
+                scheduler_ops=500,
+                queued=100_000,
+                storm_seconds=10.0,
+                storm_modes=("configured", "learned"),
+                priority_seconds=5.0,
+            )
+        return cls(
+            mode="full",
+            repeats=3,
+            warmup=0.5,
+            duration=1.5,
+            concurrencies=(16, 64),
+            latencies_ms=(0, 50),
+            variants=VARIANTS,
+            scheduler_ops=1000,
+            queued=100_000,
+            storm_seconds=60.0,
+            storm_modes=("configured", "learned"),
+            priority_seconds=10.0,
+        )
+
+
+def cores() -> tuple[int | None, int | None]:
+    """(upstream core, client core): two different cores when there are two, else no pinning."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None, None
+    return available[0], available[-1]
+
+
+@contextmanager
+def upstream(cpu: int | None) -> Iterator[str]:
+    """Start ``benchmarks.server`` in its own process; yield its root URL."""
+    command = [sys.executable, "-m", "benchmarks.server", "--port", "0"]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"the benchmark upstream did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh client process and return its JSON result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"benchmark worker failed ({spec['kind']}, {spec.get('variant', '')}):\n"
+            f"{done.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _cell_key(api: str, concurrency: int, latency_ms: int) -> str:
+    return f"{api} C={concurrency} latency={latency_ms}ms"
+
+
+def run_throughput(
+    settings: Settings, root: str, client_cpu: int | None, log: Any
+) -> dict[str, Any]:
+    """The client comparison matrix: variants x (JSON, stream) x concurrency x latency."""
+    variants = [v for v in settings.variants if v != "litellm" or litellm_available()]
+    skipped = [v for v in settings.variants if v not in variants]
+    cells = [
+        (api, concurrency, latency)
+        for latency in settings.latencies_ms
+        for concurrency in settings.concurrencies
+        for api in ("json", "stream")
+    ]
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {
+        _cell_key(*cell): {v: [] for v in variants} for cell in cells
+    }
+    for repeat in range(settings.repeats):
+        for api, concurrency, latency in cells:
+            for variant in variants:
+                spec = {
+                    "kind": "load",
+                    "variant": variant,
+                    "server": root,
+                    "latency_ms": latency,
+                    "concurrency": concurrency,
+                    "stream": api == "stream",
+                    "warmup": settings.warmup,
+                    "duration": settings.duration,
+                    "cpu": client_cpu,
+                }
+                result = measure(spec)
+                raw[_cell_key(api, concurrency, latency)][variant].append(result)
+                log(
+                    f"  [{repeat + 1}/{settings.repeats}] {_cell_key(api, concurrency, latency)}"
+                    f" {variant:12s} {result['rps']:8.1f} req/s"
+                    f" {result['cpu_ms_per_request']:6.3f} ms CPU/req"
+                )
+    cells_out: dict[str, Any] = {}
+    for (api, concurrency, latency), key in zip(cells, raw, strict=True):
+        medians = {v: summarize(runs) for v, runs in raw[key].items()}
+        base = medians.get("raw")
+        for summary in medians.values():
+            if base is not None:
+                summary["rps_vs_raw"] = summary["rps"] / base["rps"]
+                summary["cpu_vs_raw"] = summary["cpu_ms_per_request"] / base["cpu_ms_per_request"]
+        cells_out[key] = {
+            "api": api,
+            "concurrency": concurrency,
+            "latency_ms": latency,
+            "median": medians,
+            "runs": raw[key],
+        }
+    return {
+        "variants": variants,
+        "skipped": {v: "litellm is not installed (make bench installs it)" for v in skipped},
+        "cells": cells_out,
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repeats of one variant in one cell."""
+
+    def median(get: Any) -> float:
+        return float(statistics.median(get(run) for run in runs))
+
+    return {
+        "rps": median(lambda r: r["rps"]),
+        "cpu_ms_per_request": median(lambda r: r["cpu_ms_per_request"]),
+        "latency_ms": {p: median(lambda r, p=p: r["latency_ms"][p]) for p in ("p50", "p95", "p99")},
+        "server_cpu_ms_per_request": median(lambda r: r["server_cpu_ms_per_request"]),
+        "errors": sum(sum(r["errors"].values()) for r in runs),
+        "repeats": len(runs),
+    }
+
+
+def run_all(settings: Settings, scenarios: tuple[str, ...], log: Any = print) -> dict[str, Any]:
+    """Run ``scenarios`` with ``settings``; returns the results document (see ``report.py``)."""
+    server_cpu, client_cpu = cores()
+    started = time.time()
+    out: dict[str, Any] = {
+        "settings": dataclasses.asdict(settings),
+        "machine": machine_info(server_cpu, client_cpu),
+        "scenarios": {},
+    }
+    with upstream(server_cpu) as root:
+        for name in scenarios:
+            log(f"scenario {name} ...")
+            t0 = time.perf_counter()
+            result = _run_one(name, settings, root, client_cpu, log)
+            result["elapsed_seconds"] = time.perf_counter() - t0
+            out["scenarios"][name] = result
+    out["machine"]["loadavg_after"] = os.getloadavg()
+    out["elapsed_seconds"] = out["machine"]["elapsed_seconds"] = time.time() - started
+    return out
+
+
+def _run_one(
+    name: str, settings: Settings, root: str, client_cpu: int | None, log: Any
+) -> dict[str, Any]:
+    if name == "throughput":
+        return run_throughput(settings, root, client_cpu, log)
+    if name == "scheduler":
+        return measure(
+            {
+                "kind": "scheduler",
+                "tasks": 64,
+                "limit": 4,
+                "ops": settings.scheduler_ops,
+                "repeats": max(3, settings.repeats * 2) if settings.mode != "smoke" else 1,
+                "cpu": client_cpu,
+            }
+        )
+    if name == "memory":
+        return measure({"kind": "memory", "queued": settings.queued, "cpu": client_cpu})
+    if name == "storm":
+        import llmpool
+
+        has_policy = hasattr(llmpool, "RateLimitPolicy")
+        modes = settings.storm_modes if has_policy else ("retries-only",)
+        runs = {}
+        for mode in modes:
+            runs[mode] = measure(
+                {
+                    "kind": "storm",
+                    "mode": mode,
+                    "server": root,
+                    "rpm": 600,
+                    "burst": 10,
+                    "overload": 3.0,
+                    "latency_ms": 20,
+                    "concurrency": 16,
+                    "duration": settings.storm_seconds,
+                    "cpu": client_cpu,
+                }
+            )
+            r = runs[mode]
+            log(
+                f"  storm {mode}: goodput {r['goodput_vs_quota']:.1%} of quota,"
+                f" 429s {r['share_429']:.1%} of calls, lost {r['lost']}"
+            )
+        return {"rate_limit_policy": has_policy, "runs": runs}
+    if name == "priority":
+        return measure(
+            {
+                "kind": "priority",
+                "server": root,
+                "latency_ms": 50,
+                "concurrency": 4,
+                "overload": 1.25,
+                "duration": settings.priority_seconds,
+                "cpu": client_cpu,
+            }
+        )
+    raise ValueError(f"unknown scenario {name!r}; expected one of {SCENARIOS}")
+
+
+def machine_info(server_cpu: int | None, client_cpu: int | None) -> dict[str, Any]:
+    """Hardware, software versions and load: enough to judge whether two runs compare."""
+    import importlib.metadata as md
+    import platform
+
+    def version(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    packages = ["llmpool", "openai", "httpx2", "anyio", "tenacity", "pydantic"]
+    packages += ["litellm", "uvicorn", "uvloop", "httptools"]
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "server_core": server_cpu,
+        "client_core": client_cpu,
+        "loadavg_before": os.getloadavg(),
+        "versions": {name: version(name) for name in packages},
+        "git": _git_revision(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty-src" if dirty else "")
