@@ -8,9 +8,9 @@ with the usage -> on failure ``classify`` decides; a retry gives the slot back, 
 server's hint or the backoff, and queues again ahead of later arrivals. Every path ends in
 exactly one result or one exception.
 
-The first attempt runs outside tenacity: building its ``AsyncRetrying`` cost about three
-quarters of llmpool's per-call CPU (see docs/performance.md), so the retry loop is entered
-only after a failure that ``classify`` says to retry.
+The first attempt runs outside tenacity: building an ``AsyncRetrying`` per call made
+``run(no-op)`` cost 60-74 µs of CPU against 25-28 µs without it (docs/performance.md), so the
+retry loop is entered only after a failure that ``classify`` says to retry.
 """
 
 from __future__ import annotations
@@ -98,6 +98,10 @@ class ConnectionManager:
         self._opened_at = time.monotonic()
         self._default_view = ManagerView(self, Priority.NORMAL, None)
         self._backoff = backoff_strategy(self.config.retry)
+        # Set on entry: the event loop's CancelScope class. anyio.CancelScope() and
+        # move_on_after() look the backend up (sniffio) on every call; a manager lives in one
+        # event loop, so its backend's class is built directly (what anyio does itself).
+        self._scope: type[anyio.CancelScope] = anyio.CancelScope
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class ConnectionManager:
             raise RuntimeError(
                 f"a ConnectionManager can be entered once; this one is {self._state}"
             )
+        self._scope = type(anyio.CancelScope())
         self._pool = ClientPool(
             [self._factory(i) for i in range(self.config.pool_size)],
             rate_limit=self.config.rate_limit,
@@ -315,7 +320,7 @@ class ConnectionManager:
         pool = self._pool
         assert pool is not None
         upstream, wait = pool.reserve(
-            request.tokens, anyio.current_time(), avoid=request.last_upstream
+            request.tokens, anyio.current_time, avoid=request.last_upstream
         )
         if upstream is None:
             return wait
@@ -350,7 +355,7 @@ class ConnectionManager:
         inject_session: bool,
         keep_slot: bool = False,
     ) -> T:
-        scope = anyio.CancelScope()
+        scope = self._scope()
         self._active[request] = scope
         try:
             with scope:
@@ -452,8 +457,9 @@ class ConnectionManager:
             request.current_upstream = pooled.upstream
             pooled.in_flight += 1
             request.attempts += 1
+            now = anyio.current_time()
             if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
-                self._stats.queue_wait.append(anyio.current_time() - request.submitted_at)
+                self._stats.queue_wait.append(now - request.submitted_at)
             request.log(
                 logging.DEBUG,
                 "executing",
@@ -464,7 +470,7 @@ class ConnectionManager:
             if inject_session and request.session_id is not None:
                 client = client.with_options(default_headers={C.SESSION_HEADER: request.session_id})
             request.used_tokens = None
-            with anyio.move_on_after(self.config.request_timeout):
+            with self._scope(deadline=now + self.config.request_timeout):
                 result = await fn(client)
                 succeeded = True
                 if keep_slot:
@@ -526,7 +532,8 @@ class ConnectionManager:
         pool = self._pool
         assert pool is not None  # set on entry; _admit refuses work before
         upstream, request.ticket = request.ticket, None
-        pooled = pool.pick(anyio.current_time(), avoid=request.last_upstream, upstream=upstream)
+        # With ``upstream`` given, pick ignores cooldowns, so it needs no clock reading.
+        pooled = pool.pick(0.0, avoid=request.last_upstream, upstream=upstream)
         assert pooled is not None  # every upstream has a client
         return pooled
 

@@ -56,7 +56,12 @@ class Upstream:
         cooling = self.cooldown_until - now
         if cooling > 0.0:
             return cooling + self.limits.wait_for(tokens, self.cooldown_until)
+        self.cooldown_until = 0.0  # over: forgotten, so idle() can skip the clock
         return self.limits.wait_for(tokens, now) if self.limits.limited else 0.0
+
+    def idle(self) -> bool:
+        """Never cooled (or cooldown forgotten) and no limits: nothing to wait for."""
+        return self.cooldown_until == 0.0 and not self.limits.limited
 
     def cooling(self, now: float) -> bool:
         """Whether the upstream is in a cooldown at ``now`` (event-loop clock, seconds)."""
@@ -115,7 +120,7 @@ class ClientPool:
         self._next = 0
 
     def reserve(
-        self, tokens: int, now: float, *, avoid: Upstream | None = None
+        self, tokens: int, clock: Callable[[], float], *, avoid: Upstream | None = None
     ) -> tuple[Upstream | None, float]:
         """Admission: find an upstream that can take one request of ``tokens`` now.
 
@@ -123,13 +128,21 @@ class ClientPool:
         one to ``avoid`` (that just failed) is used only if no other qualifies; then the one
         with the least busy client. Its budgets are spent.
 
+        Args:
+            tokens: the request's estimated tokens.
+            clock: the event loop's clock, seconds; read only when some upstream has a
+                cooldown or a limit.
+            avoid: the upstream that just failed.
+
         Returns:
             ``(upstream, 0.0)``, or ``(None, seconds)`` until the first upstream could qualify.
         """
         upstreams = self.upstreams
         if len(upstreams) == 1:  # the common case, kept cheap: run() calls this every time
             only = upstreams[0]
-            wait = only.wait_for(tokens, now)
+            if only.idle():
+                return only, 0.0
+            wait = only.wait_for(tokens, clock())
             if wait > 0.0:
                 return None, wait
             only.limits.take(tokens)
@@ -137,6 +150,7 @@ class ClientPool:
         best: Upstream | None = None
         best_rank = (True, 0)
         soonest = math.inf
+        now = clock()
         for upstream in upstreams:
             wait = upstream.wait_for(tokens, now)
             if wait > 0.0:

@@ -142,6 +142,7 @@ class Scheduler:
         gate: Gate | None = None,
     ) -> None:
         self._gate = gate
+        self._event_cls: type[anyio.Event] | None = None
         self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
         self._max_queue = max_queue_size
@@ -175,6 +176,17 @@ class Scheduler:
             return True
         return False
 
+    def _new_event(self) -> anyio.Event:
+        # anyio.Event() looks the event loop's backend up (sniffio) on every call; a
+        # scheduler lives in one event loop, so the backend's Event class is kept after the
+        # first one. Constructing that class directly is what anyio.Event() itself does.
+        cls = self._event_cls
+        if cls is None:
+            event = anyio.Event()
+            self._event_cls = type(event)
+            return event
+        return cls()
+
     def kick(self) -> None:
         """Re-run the grant loop: budget came back (a refund) outside ``release``."""
         self._dispatch()
@@ -198,7 +210,7 @@ class Scheduler:
         if self.try_acquire(claim):
             return
         waiter = self.enqueue(rank, session, seq, retry=retry, claim=claim)
-        waiter.event = anyio.Event()
+        waiter.event = self._new_event()
         try:
             if self._in_use < self._limit:
                 self._dispatch()  # a free slot but no budget: arm the gate's re-check
@@ -223,7 +235,7 @@ class Scheduler:
         Sleeps until ``poll_at`` (cut short by a grant or a sooner re-check), then runs the
         grant loop again.
         """
-        event = waiter.event = anyio.Event()
+        event = waiter.event = self._new_event()
         poll_at = waiter.poll_at
         if poll_at is not None:
             with anyio.move_on_after(max(0.0, poll_at - anyio.current_time())):
@@ -263,14 +275,14 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         while self._queued and self._in_use < self._limit:
-            rank, waiting = self._choose_class()
+            rank = self._choose_class()
             queue = self._classes[rank]
             if self._gate is not None:
                 delay = self._gate(queue.peek().claim)
                 if delay > 0.0:
                     self._arm_poll(queue.peek(), delay)
                     return
-            self._count_grant(rank, waiting)
+            self._count_grant(rank)
             waiter = queue.pop()
             self._queued -= 1
             self._forget_if_empty(rank)
@@ -295,20 +307,25 @@ class Scheduler:
         head.poll_at = at
         head.event.set()
 
-    def _choose_class(self) -> tuple[int, list[int]]:
-        waiting = [rank for rank in range(_CLASSES) if self._classes[rank].live]
-        chosen = waiting[0]
-        for rank in waiting[1:]:
-            if self._bypassed[rank] >= self._starvation_limit:
-                chosen = rank
-                break
-        return chosen, waiting
+    def _choose_class(self) -> int:
+        # The highest class with waiters, unless a lower one has been passed over
+        # starvation_limit times. No list is built: this runs on every grant.
+        classes, bypassed, limit = self._classes, self._bypassed, self._starvation_limit
+        chosen = -1
+        for rank in range(_CLASSES):
+            if classes[rank].live:
+                if chosen < 0:
+                    chosen = rank
+                elif bypassed[rank] >= limit:
+                    return rank
+        return chosen
 
-    def _count_grant(self, chosen: int, waiting: list[int]) -> None:
-        for rank in waiting:
-            if rank > chosen:
-                self._bypassed[rank] += 1
-        self._bypassed[chosen] = 0
+    def _count_grant(self, chosen: int) -> None:
+        classes, bypassed = self._classes, self._bypassed
+        for rank in range(chosen + 1, _CLASSES):
+            if classes[rank].live:
+                bypassed[rank] += 1
+        bypassed[chosen] = 0
 
     def _forget_if_empty(self, rank: int) -> None:
         if not self._classes[rank].live:
