@@ -154,27 +154,14 @@ class StreamInterruptedError(LLMPoolError):
         partial_items: list[dict[str, object]] | None = None,
         response_id: str | None = None,
         code: str | None = None,
-        request_id: str | None = None,
-        session_id: str | None = None,
-        priority: str | None = None,
-        attempts: int = 0,
-        waited: float | None = None,
-        last_status: int | None = None,
+        **context: Any,
     ) -> None:
         self.partial_text = partial_text
         self.partial_items = list(partial_items or [])
         self.response_id = response_id
         self.code = code
         detail = f"{message}; {len(partial_text)} characters already streamed"
-        super().__init__(
-            detail,
-            request_id=request_id,
-            session_id=session_id,
-            priority=priority,
-            attempts=attempts,
-            waited=waited,
-            last_status=last_status,
-        )
+        super().__init__(detail, **context)
 
 
 class InvalidConversationError(LLMPoolError, ValueError):

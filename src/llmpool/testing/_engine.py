@@ -174,12 +174,17 @@ class FaultEngine:
             if freed + tokens <= limit:
                 wait = float(max(1, math.ceil(at + RPM_WINDOW - now)))
                 break
+        return self._quota_exceeded(wait)
+
+    def _quota_exceeded(self, wait: float, rpm: tuple[int, int] | None = None) -> Decision:
+        """A 429 for a breached rpm/tpm window, advertising ``wait`` seconds."""
         return Decision(
             kind="rate_limit",
             latency=self._latency(),
             status=429,
             headers=retry_after_headers(wait, self.plan.retry_after_header),
             retry_after=wait,
+            rpm=rpm,
         )
 
     def _latency(self) -> float:
@@ -222,14 +227,7 @@ class FaultEngine:
         if len(window) < limit:
             return None
         wait = float(max(1, math.ceil(window[0] + RPM_WINDOW - now)))
-        return Decision(
-            kind="rate_limit",
-            latency=self._latency(),
-            status=429,
-            headers=retry_after_headers(wait, self.plan.retry_after_header),
-            retry_after=wait,
-            rpm=(limit, len(window)),
-        )
+        return self._quota_exceeded(wait, (limit, len(window)))
 
     def _drawn(self, *, stream: bool) -> Decision:
         plan = self.plan
