@@ -158,8 +158,12 @@ def run_throughput(
         _cell_key(*cell): {v: [] for v in variants} for cell in cells
     }
     for repeat in range(settings.repeats):
+        # Rotate the order per repeat: the first variant of a cell must not always be the
+        # same one (it meets the server's warm-up and the machine's drift first).
+        shift = repeat % len(variants)
+        order = variants[shift:] + variants[:shift]
         for api, concurrency, latency in cells:
-            for variant in variants:
+            for variant in order:
                 spec = {
                     "kind": "load",
                     "variant": variant,
