@@ -3,6 +3,7 @@ slot, the request budget and the token budget in one decision."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -211,3 +212,28 @@ async def test_cooldown_wait_is_queued_without_a_slot() -> None:
             assert (stats.active_connections, stats.queued_requests) == (0, 1)
             gate.open.set()
     assert gate.calls == ["waits"]
+
+
+def test_budget_pacing_on_asyncio_real_time() -> None:
+    """The same pacing on asyncio's real clock, where a queued waiter parks on a bare future
+    and a re-check wait that times out must not consume the signal its grant needs: 600 RPM
+    (bucket 10, then one per 0.1 s), 14 calls: the last 4 start 0.1 s apart (0.05 s margin)."""
+
+    done: list[str] = []
+
+    async def main() -> list[float]:
+        rec = Recorder()
+
+        async def call(name: str) -> None:
+            done.append((await m.run(rec.fn(name))).name)
+
+        async with limited(rpm=600, max_concurrency=16) as m, anyio.create_task_group() as tg:
+            for i in range(14):
+                tg.start_soon(call, f"r{i}")
+        return sorted(rec.starts.values())
+
+    starts = anyio.run(main, backend="asyncio")
+    assert sorted(done) == sorted(f"r{i}" for i in range(14))  # every call returned once
+    assert starts[9] - starts[0] < 0.05  # the bucket's 10 go at once
+    gaps = [b - a for a, b in itertools.pairwise(starts[9:])]
+    assert all(0.05 < gap < 0.15 for gap in gaps), gaps

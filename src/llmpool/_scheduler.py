@@ -33,11 +33,12 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 import anyio
+import anyio.lowlevel
 
-__all__ = ["Gate", "QueueFull", "Scheduler", "Waiter"]
+__all__ = ["Gate", "QueueFull", "Scheduler", "Signal", "Waiter", "signal_factory"]
 
 Gate = Callable[[Any], float]
 """``gate(claim) -> seconds``: reserve budget for ``claim`` and return 0.0, or return how many
@@ -45,6 +46,58 @@ seconds until it could (nothing reserved)."""
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
 _MIN_POLL: Final = 0.001  # seconds: the shortest wait before re-checking the gate
+
+
+class Signal(Protocol):
+    """A one-shot wake-up: ``set`` once, ``wait`` until set (``anyio.Event``'s shape)."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> None: ...
+
+
+class _FutureSignal:
+    """An asyncio future as a ``Signal``.
+
+    A queued waiter is parked on one of these on asyncio. ``anyio.Event`` wraps an
+    ``asyncio.Event``, whose ``collections.deque`` of waiters and instance dict cost about
+    1 KB per queued request (tracemalloc, docs/performance.md); a bare future is what anyio's
+    own asyncio ``Semaphore`` parks on. Cancelling the awaiting task cancels the future, so
+    ``set`` must tolerate a done future.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        # A future cancelled with its waiting task (a timeout) was not set.
+        future = self._future
+        return bool(future.done() and not future.cancelled())
+
+    async def wait(self) -> None:
+        await self._future
+
+
+def signal_factory() -> Callable[[], Signal]:
+    """The running event loop's cheapest ``Signal`` constructor.
+
+    On asyncio (any loop with ``create_future``, uvloop included, found through anyio's public
+    ``anyio.lowlevel.current_token()``): a ``_FutureSignal``. Elsewhere (trio), or on an anyio
+    without ``current_token``: the backend's ``anyio.Event`` class, built directly
+    (``anyio.Event()`` looks the backend up on every call).
+    """
+    current_token = getattr(anyio.lowlevel, "current_token", None)
+    if current_token is not None:
+        create_future = getattr(current_token().native_token, "create_future", None)
+        if create_future is not None:
+            return lambda: _FutureSignal(create_future())
+    return cast(Callable[[], Signal], type(anyio.Event()))
 
 
 class QueueFull(Exception):
@@ -57,7 +110,7 @@ class Waiter:
     __slots__ = ("claim", "event", "granted", "poll_at", "rank", "retry", "seq", "session")
 
     def __init__(self, rank: int, session: str, seq: int, retry: bool, claim: Any = None) -> None:
-        self.event: anyio.Event | None = None  # set by ``acquire``; absent in sync tests
+        self.event: Signal | None = None  # set by ``acquire``; absent in sync tests
         self.granted = False
         self.rank = rank
         self.session = session
@@ -142,7 +195,7 @@ class Scheduler:
         gate: Gate | None = None,
     ) -> None:
         self._gate = gate
-        self._event_cls: type[anyio.Event] | None = None
+        self._new_signal: Callable[[], Signal] | None = None
         self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
         self._max_queue = max_queue_size
@@ -176,16 +229,12 @@ class Scheduler:
             return True
         return False
 
-    def _new_event(self) -> anyio.Event:
-        # anyio.Event() looks the event loop's backend up (sniffio) on every call; a
-        # scheduler lives in one event loop, so the backend's Event class is kept after the
-        # first one. Constructing that class directly is what anyio.Event() itself does.
-        cls = self._event_cls
-        if cls is None:
-            event = anyio.Event()
-            self._event_cls = type(event)
-            return event
-        return cls()
+    def _new_event(self) -> Signal:
+        # A scheduler lives in one event loop: the backend's signal factory is found once.
+        factory = self._new_signal
+        if factory is None:
+            factory = self._new_signal = signal_factory()
+        return factory()
 
     def kick(self) -> None:
         """Re-run the grant loop: budget came back (a refund) outside ``release``."""
@@ -242,6 +291,9 @@ class Scheduler:
                 await event.wait()
         if event.is_set():
             return  # granted, or asked to re-check sooner: the caller's loop sees which
+        # The timed-out wait may have consumed its signal (an asyncio future is cancelled
+        # with the wait): the grant or re-arm below needs a fresh one.
+        waiter.event = self._new_event()
         if self._poller is waiter:
             self._poller = None
         waiter.poll_at = None
