@@ -27,8 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 
+## Also checks tests/typing/ as a user would: --strict without the pydantic mypy plugin.
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --config-file tests/typing/mypy.ini tests/typing
 
 pytest: $(STAMP)
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)

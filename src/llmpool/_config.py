@@ -30,19 +30,26 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_attempts: int = Field(
-        C.DEFAULT_MAX_ATTEMPTS, ge=1, le=100, description="Attempts in all, the first included."
+        default=C.DEFAULT_MAX_ATTEMPTS,
+        ge=1,
+        le=100,
+        description="Attempts in all, the first included.",
     )
     initial_backoff: float = Field(
-        C.DEFAULT_INITIAL_BACKOFF, ge=0, description="Backoff before the first retry, seconds."
+        default=C.DEFAULT_INITIAL_BACKOFF,
+        ge=0,
+        description="Backoff before the first retry, seconds.",
     )
     max_backoff: float = Field(
-        C.DEFAULT_MAX_BACKOFF, ge=0, description="Upper bound of any computed backoff, seconds."
+        default=C.DEFAULT_MAX_BACKOFF,
+        ge=0,
+        description="Upper bound of any computed backoff, seconds.",
     )
     jitter: float = Field(
-        C.DEFAULT_JITTER, ge=0, description="Random seconds, uniform in [0, jitter], added."
+        default=C.DEFAULT_JITTER, ge=0, description="Random seconds, uniform in [0, jitter], added."
     )
     max_retry_after: float = Field(
-        C.DEFAULT_MAX_RETRY_AFTER,
+        default=C.DEFAULT_MAX_RETRY_AFTER,
         ge=0,
         description="Longest server-requested wait (Retry-After) honoured, seconds.",
     )
@@ -73,22 +80,22 @@ class RateLimitPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     requests_per_minute: int | None = Field(
-        None, ge=1, description="Requests per minute per upstream (RPM); None: unlimited."
+        default=None, ge=1, description="Requests per minute per upstream (RPM); None: unlimited."
     )
     tokens_per_minute: int | None = Field(
-        None, ge=1, description="Tokens per minute per upstream (TPM); None: unlimited."
+        default=None, ge=1, description="Tokens per minute per upstream (TPM); None: unlimited."
     )
     burst: float = Field(
-        C.DEFAULT_RATE_LIMIT_BURST,
+        default=C.DEFAULT_RATE_LIMIT_BURST,
         gt=0,
         le=C.RATE_LIMIT_WINDOW,
         description="Bucket size in seconds of quota (1.0: one second's worth), seconds.",
     )
     learn_from_headers: bool = Field(
-        True, description="Learn limits and remaining budget from x-ratelimit-* headers."
+        default=True, description="Learn limits and remaining budget from x-ratelimit-* headers."
     )
     default_output_tokens: int = Field(
-        C.DEFAULT_OUTPUT_TOKEN_ESTIMATE,
+        default=C.DEFAULT_OUTPUT_TOKEN_ESTIMATE,
         ge=0,
         description="Output tokens assumed when a request sets no max_output_tokens, tokens.",
     )
@@ -104,29 +111,31 @@ class PoolConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pool_size: int = Field(
-        C.DEFAULT_POOL_SIZE, ge=1, le=1024, description="Pooled AsyncOpenAI clients."
+        default=C.DEFAULT_POOL_SIZE, ge=1, le=1024, description="Pooled AsyncOpenAI clients."
     )
     max_concurrency: int = Field(
-        C.DEFAULT_MAX_CONCURRENCY, ge=1, description="Attempts in flight at once, all clients."
+        default=C.DEFAULT_MAX_CONCURRENCY,
+        ge=1,
+        description="Attempts in flight at once, all clients.",
     )
     max_queue_size: int = Field(
-        C.DEFAULT_MAX_QUEUE_SIZE,
+        default=C.DEFAULT_MAX_QUEUE_SIZE,
         ge=0,
         description="Requests allowed to wait for a slot; one more gets QueueFullError.",
     )
     queue_timeout: float = Field(
-        C.DEFAULT_QUEUE_TIMEOUT, gt=0, description="Longest wait for a slot, seconds."
+        default=C.DEFAULT_QUEUE_TIMEOUT, gt=0, description="Longest wait for a slot, seconds."
     )
     request_timeout: float = Field(
-        C.DEFAULT_REQUEST_TIMEOUT, gt=0, description="Longest single attempt, seconds."
+        default=C.DEFAULT_REQUEST_TIMEOUT, gt=0, description="Longest single attempt, seconds."
     )
     shutdown_grace: float = Field(
-        C.DEFAULT_SHUTDOWN_GRACE,
+        default=C.DEFAULT_SHUTDOWN_GRACE,
         ge=0,
         description="Seconds unfinished work may run on after the manager's context is left.",
     )
     starvation_limit: int = Field(
-        C.DEFAULT_STARVATION_LIMIT,
+        default=C.DEFAULT_STARVATION_LIMIT,
         ge=1,
         description="Grants in a row a waiting lower priority class may be passed over.",
     )

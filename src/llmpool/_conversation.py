@@ -58,15 +58,17 @@ class Conversation(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    api: Api = Field("responses", description="The API the items are shaped for.")
+    api: Api = Field(default="responses", description="The API the items are shaped for.")
     items: list[dict[str, Any]] = Field(
         default_factory=list, description="The transcript, oldest first."
     )
     last_response_id: str | None = Field(
-        None, description="Last stored response id, tried as previous_response_id."
+        default=None, description="Last stored response id, tried as previous_response_id."
     )
     synced: int = Field(
-        0, ge=0, description="Leading items held by the server under last_response_id, count."
+        default=0,
+        ge=0,
+        description="Leading items held by the server under last_response_id, count.",
     )
 
     # -- the caller's side -------------------------------------------------------------------

@@ -44,11 +44,15 @@ class RecoveryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_recoveries: int = Field(
-        C.DEFAULT_MAX_RECOVERIES, ge=0, description="Rebuilds per stream after a 404, count."
+        default=C.DEFAULT_MAX_RECOVERIES,
+        ge=0,
+        description="Rebuilds per stream after a 404, count.",
     )
-    store: bool | None = Field(None, description="store on a rebuilt request; None: caller's.")
+    store: bool | None = Field(
+        default=None, description="store on a rebuilt request; None: caller's."
+    )
     use_previous_response_id: bool = Field(
-        True, description="Try previous_response_id first with a Conversation."
+        default=True, description="Try previous_response_id first with a Conversation."
     )
 
 

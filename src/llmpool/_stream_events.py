@@ -32,9 +32,9 @@ class _Event(BaseModel):
 class Usage(_Event):
     """Token counts of one completed turn (Responses ``input_tokens`` -> ``prompt_tokens``)."""
 
-    prompt_tokens: int = Field(0, ge=0, description="Input tokens, count.")
-    completion_tokens: int = Field(0, ge=0, description="Output tokens, count.")
-    total_tokens: int = Field(0, ge=0, description="Input plus output tokens, count.")
+    prompt_tokens: int = Field(default=0, ge=0, description="Input tokens, count.")
+    completion_tokens: int = Field(default=0, ge=0, description="Output tokens, count.")
+    total_tokens: int = Field(default=0, ge=0, description="Input plus output tokens, count.")
 
 
 class ChunkEvent(_Event):
@@ -42,7 +42,7 @@ class ChunkEvent(_Event):
 
     type: Literal["chunk"] = "chunk"
     content: str = Field(description="The text delta.")
-    model: str | None = Field(None, description="The model answering, if known.")
+    model: str | None = Field(default=None, description="The model answering, if known.")
 
 
 class ToolCallEvent(_Event):
@@ -52,7 +52,9 @@ class ToolCallEvent(_Event):
     call_id: str = Field(description="The call's call_id (Responses) or id (Chat).")
     name: str = Field(description="The function's name.")
     arguments_delta: str = Field(description="The next piece of the JSON arguments text.")
-    index: int = Field(0, ge=0, description="Output index (Responses) or tool index (Chat).")
+    index: int = Field(
+        default=0, ge=0, description="Output index (Responses) or tool index (Chat)."
+    )
 
 
 class RecoveredEvent(_Event):
@@ -67,7 +69,7 @@ class RecoveredEvent(_Event):
     kind: Literal["rebuilt", "retried"] = Field(description="What was done.")
     reason: str = Field(description="The failure that was recovered from.")
     attempt: int = Field(ge=2, description="The stream attempt that succeeded, from 1.")
-    status: int | None = Field(None, description="HTTP status of the last failure, if any.")
+    status: int | None = Field(default=None, description="HTTP status of the last failure, if any.")
 
 
 class CompleteEvent(_Event):
@@ -77,12 +79,12 @@ class CompleteEvent(_Event):
     processing_time_ms: float = Field(
         ge=0.0, description="From the first attempt's start to completion, milliseconds."
     )
-    usage: Usage | None = Field(None, description="Token counts, if the API sent them.")
-    response_id: str | None = Field(None, description="resp_… or chatcmpl-… id.")
+    usage: Usage | None = Field(default=None, description="Token counts, if the API sent them.")
+    response_id: str | None = Field(default=None, description="resp_… or chatcmpl-… id.")
     finish_reason: str | None = Field(
-        None, description="'stop', 'tool_calls', 'length', or the incomplete reason."
+        default=None, description="'stop', 'tool_calls', 'length', or the incomplete reason."
     )
-    model: str | None = Field(None, description="The model that answered.")
+    model: str | None = Field(default=None, description="The model that answered.")
     tools_used: list[str] = Field(
         default_factory=list, description="Names of the functions called, in order."
     )
@@ -93,9 +95,9 @@ class ErrorEvent(_Event):
 
     type: Literal["error"] = "error"
     error: str = Field(description="Short description: the error's class name and message.")
-    error_details: str | None = Field(None, description="More detail, e.g. the API's code.")
-    partial_text: str = Field("", description="Text already yielded before the error.")
-    request_id: str | None = Field(None, description="llmpool's request id of the stream.")
+    error_details: str | None = Field(default=None, description="More detail, e.g. the API's code.")
+    partial_text: str = Field(default="", description="Text already yielded before the error.")
+    request_id: str | None = Field(default=None, description="llmpool's request id of the stream.")
 
 
 StreamEvent: TypeAlias = Annotated[

@@ -51,22 +51,26 @@ class ScriptedFault(BaseModel):
 
     kind: FaultKind = Field(description="What the provider does with the request.")
     status: int = Field(
-        500, ge=400, le=599, description="HTTP status answered by kind='status' (400-599)."
+        default=500, ge=400, le=599, description="HTTP status answered by kind='status' (400-599)."
     )
     retry_after: float | None = Field(
-        None, ge=0.0, description="Value of the retry-after header, seconds; None: not sent."
+        default=None,
+        ge=0.0,
+        description="Value of the retry-after header, seconds; None: not sent.",
     )
     retry_after_ms: int | None = Field(
-        None, ge=0, description="Value of the retry-after-ms header, milliseconds; None: not sent."
+        default=None,
+        ge=0,
+        description="Value of the retry-after-ms header, milliseconds; None: not sent.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra response headers (name: value)."
     )
     latency: float | None = Field(
-        None, ge=0.0, description="Service time of this request, seconds; None: the plan's."
+        default=None, ge=0.0, description="Service time of this request, seconds; None: the plan's."
     )
     after_events: int = Field(
-        3, ge=0, description="SSE events sent before a stream_disconnect, count."
+        default=3, ge=0, description="SSE events sent before a stream_disconnect, count."
     )
 
 
@@ -93,38 +97,45 @@ class FaultPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     latency_min: float = Field(
-        0.0, ge=0.0, description="Shortest service time before answering, seconds."
+        default=0.0, ge=0.0, description="Shortest service time before answering, seconds."
     )
     latency_max: float = Field(
-        0.0, ge=0.0, description="Longest service time before answering, seconds (uniform)."
+        default=0.0, ge=0.0, description="Longest service time before answering, seconds (uniform)."
     )
     stream_chunk_delay: float = Field(
-        0.0, ge=0.0, description="Pause between two SSE events of a streamed answer, seconds."
+        default=0.0,
+        ge=0.0,
+        description="Pause between two SSE events of a streamed answer, seconds.",
     )
     error_rates: dict[int, _Probability] = Field(
         default_factory=dict,
         description="Probability per request (0-1) of answering each HTTP status (400-599).",
     )
     rate_limit_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="Probability per request (0-1) of a 429 rate limit."
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability per request (0-1) of a 429 rate limit.",
     )
     retry_after: float | None = Field(
-        1.0, ge=0.0, description="Wait advertised by a random 429, seconds; None: no header."
+        default=1.0,
+        ge=0.0,
+        description="Wait advertised by a random 429, seconds; None: no header.",
     )
     retry_after_header: RetryAfterHeader = Field(
-        "retry-after",
+        default="retry-after",
         description=(
             "Header(s) carrying a 429's wait: 'retry-after' (whole seconds, rounded up), "
             "'retry-after-ms' (milliseconds), 'both' or 'none'."
         ),
     )
     rpm_limit: int | None = Field(
-        None,
+        default=None,
         ge=1,
         description="Requests admitted per sliding 60-second window, count; None: unlimited.",
     )
     tpm_limit: int | None = Field(
-        None,
+        default=None,
         ge=1,
         description=(
             "Tokens admitted per sliding 60-second window (a request counts its prompt plus "
@@ -132,19 +143,19 @@ class FaultPlan(BaseModel):
         ),
     )
     insufficient_quota_rate: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         le=1.0,
         description="Probability per request (0-1) of a 429 insufficient_quota (no retry-after).",
     )
     drop_rate: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         le=1.0,
         description="Probability per request (0-1) that the connection closes without an answer.",
     )
     stream_disconnect_rate: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         le=1.0,
         description=(
@@ -153,14 +164,14 @@ class FaultPlan(BaseModel):
         ),
     )
     stream_disconnect_after: int = Field(
-        3, ge=0, description="SSE events sent before a random mid-stream disconnect, count."
+        default=3, ge=0, description="SSE events sent before a random mid-stream disconnect, count."
     )
     scripted: list[ScriptedFault] = Field(
         default_factory=list,
         description="Faults consumed one per request, in order, before the random rates.",
     )
     seed: int | None = Field(
-        None, description="Seed of the plan's random draws; None: seeded from the OS."
+        default=None, description="Seed of the plan's random draws; None: seeded from the OS."
     )
 
     @model_validator(mode="after")
