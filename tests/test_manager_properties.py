@@ -5,6 +5,8 @@ balance.
 
 from __future__ import annotations
 
+import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -204,3 +206,76 @@ def test_nothing_lost_or_duplicated_real_time(
     """On the real clock (1 unit = 5 ms), every request ends exactly once, on both backends."""
     result = anyio.run(scenario, requests, concurrency, queue, 0.005, rate, backend=backend)
     check(requests, result)
+
+
+async def stalled_run(seed: int, requests: int = 240) -> dict[str, Any]:
+    """``requests`` calls paced by a small request bucket (every grant waits on a gate
+    re-check), while a staller blocks the event loop for 1-4 ms just before the blocked head
+    waiter's re-check deadline: its timeout, finished attempts' releases and new arrivals then
+    all come due in one loop iteration, the interleaving that lost wake-ups on asyncio."""
+    rng = random.Random(seed)
+    config = PoolConfig(
+        pool_size=2,
+        max_concurrency=4,
+        max_queue_size=requests,
+        queue_timeout=10.0,
+        # 6000 RPM with a 0.05 s bucket: 5 at once, then one every 10 ms.
+        rate_limit=RateLimitPolicy(requests_per_minute=6000, burst=0.05),
+    )
+    delays = [rng.uniform(0.0, 0.006) for _ in range(requests)]
+    outcomes: Counter[str] = Counter()
+    stalls = 0
+
+    async def call(i: int, m: ConnectionManager) -> None:
+        async def fn(client: openai.AsyncOpenAI) -> int:
+            await anyio.sleep(delays[i])
+            return i
+
+        await anyio.sleep(delays[-1 - i])
+        try:
+            outcomes["ok" if await m.run(fn) == i else "wrong"] += 1
+        except Exception as exc:
+            outcomes[type(exc).__name__] += 1
+
+    async def staller(m: ConnectionManager) -> None:
+        nonlocal stalls
+        while True:
+            poller = m._scheduler._poller
+            at = None if poller is None else poller.poll_at
+            if at is None:
+                await anyio.sleep(0.001)
+                continue
+            await anyio.sleep_until(at - rng.uniform(0.0, 0.002))
+            time.sleep(rng.uniform(0.001, 0.004))  # noqa: ASYNC251 (a busy callback: the loop stalls)
+            stalls += 1
+
+    started = time.perf_counter()
+    async with ConnectionManager(config, client_factory=client_factory()) as m:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(staller, m)
+            async with anyio.create_task_group() as callers:
+                for i in range(requests):
+                    callers.start_soon(call, i, m)
+            tg.cancel_scope.cancel()
+        stats = m.stats()
+    return {
+        "outcomes": outcomes,
+        "stats": stats,
+        "stalls": stalls,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_lost_wakeup_under_event_loop_stalls(backend: str, seed: int) -> None:
+    """Real time, both backends: with the event loop stalled just before gate re-check
+    deadlines, every request is granted and completes; none waits out queue_timeout. 240
+    requests at 100/s need ~2.4 s; the bound of 8 s leaves 3x margin for a busy machine while
+    a single lost wake-up costs the full 10 s queue timeout."""
+    result = anyio.run(stalled_run, seed, backend=backend)
+    assert result["outcomes"] == Counter({"ok": 240}), result["outcomes"]
+    assert result["stalls"] > 20, "the staller must actually have stalled the loop"
+    stats = result["stats"]
+    assert (stats.completed_requests, stats.total_timeouts, stats.queued_requests) == (240, 0, 0)
+    assert result["seconds"] < 8.0, result["seconds"]

@@ -278,3 +278,60 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 TestSchedulerMachine = SchedulerMachine.TestCase
 TestSchedulerMachine.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+
+
+def test_grant_between_poll_timeout_and_wakeup_is_not_lost() -> None:
+    """Lost-wakeup regression (asyncio): the blocked head waiter's gate re-check times out,
+    which cancels the bare future it is parked on; before its task runs again, another
+    dispatch grants it (``granted=True``, slot taken) and ``set()`` on the cancelled future
+    does nothing. The waiter must see its grant instead of parking on a fresh signal until
+    the queue timeout.
+
+    The interleaving is forced with the loop's ready queue: a callback that re-schedules
+    itself with ``call_soon`` runs ahead of the waiter's wake-up callback, which the timeout
+    queues behind it, and grants the moment it sees the future cancelled."""
+
+    async def main() -> tuple[bool, int]:
+        gate_open = False
+
+        def gate(claim: object) -> float:
+            return 0.0 if gate_open else 0.02
+
+        scheduler = Scheduler(max_concurrency=1, max_queue_size=10, starvation_limit=10, gate=gate)
+        loop = anyio.lowlevel.current_token().native_token
+        granted = anyio.Event()
+        gate_open = True
+        assert scheduler.try_acquire()  # the slot is held
+        gate_open = False
+
+        async def waiter_task() -> None:
+            await scheduler.acquire(NORMAL, "s", 1)
+            granted.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter_task)
+            await anyio.wait_all_tasks_blocked()
+            scheduler.release()  # the gate refuses: the head is armed to re-check in 0.02 s
+            await anyio.wait_all_tasks_blocked()  # it now waits inside _poll
+            head = scheduler._poller
+            assert head is not None
+            assert head.poll_at is not None
+            future = head.event._future  # type: ignore[union-attr]
+
+            def grant_when_cancelled() -> None:
+                nonlocal gate_open
+                if not future.cancelled():
+                    loop.call_soon(grant_when_cancelled)
+                    return
+                gate_open = True
+                scheduler.kick()  # another task's dispatch, before the waiter runs
+
+            loop.call_at(head.poll_at - 0.005, grant_when_cancelled)
+            with anyio.move_on_after(1.0):
+                await granted.wait()
+            tg.cancel_scope.cancel()
+        return granted.is_set(), scheduler.in_use
+
+    granted, in_use = anyio.run(main, backend="asyncio")
+    assert granted, "the waiter was granted a slot but never woke"
+    assert in_use == 1

@@ -263,11 +263,13 @@ class Scheduler:
         try:
             if self._in_use < self._limit:
                 self._dispatch()  # a free slot but no budget: arm the gate's re-check
-            while True:
+            # ``granted`` is checked before every wait: a grant can land while the waiter's
+            # signal is unusable (an asyncio future cancelled by a timed-out re-check), and
+            # the fresh signal installed after it would then never be set.
+            while not waiter.granted:
                 await waiter.event.wait()
-                if waiter.granted:
-                    return
-                await self._poll(waiter)
+                if not waiter.granted:
+                    await self._poll(waiter)
         except BaseException:
             if waiter.granted:
                 self.release()  # granted while being cancelled: hand the slot on
@@ -289,8 +291,11 @@ class Scheduler:
         if poll_at is not None:
             with anyio.move_on_after(max(0.0, poll_at - anyio.current_time())):
                 await event.wait()
-        if event.is_set():
-            return  # granted, or asked to re-check sooner: the caller's loop sees which
+        if waiter.granted or event.is_set():
+            # Granted (possibly between the timeout and this task running again, when the
+            # cancelled future could not carry the wake-up), or asked to re-check sooner:
+            # the caller's loop sees which.
+            return
         # The timed-out wait may have consumed its signal (an asyncio future is cancelled
         # with the wait): the grant or re-arm below needs a fresh one.
         waiter.event = self._new_event()
