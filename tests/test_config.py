@@ -74,6 +74,7 @@ def test_from_env_reads_every_variable() -> None:
         "LLMPOOL_REQUEST_TIMEOUT": "60.5",
         "LLMPOOL_SHUTDOWN_GRACE": "2",
         "LLMPOOL_STARVATION_LIMIT": "3",
+        "LLMPOOL_ADMISSION": "wait",
         "LLMPOOL_RETRY_MAX_ATTEMPTS": "6",
         "LLMPOOL_RETRY_INITIAL_BACKOFF": "0.25",
         "LLMPOOL_RETRY_MAX_BACKOFF": "10",
@@ -89,7 +90,7 @@ def test_from_env_reads_every_variable() -> None:
     config = PoolConfig.from_env(env)
     assert (config.pool_size, config.max_concurrency, config.max_queue_size) == (8, 4, 50)
     assert (config.queue_timeout, config.request_timeout, config.shutdown_grace) == (30, 60.5, 2)
-    assert config.starvation_limit == 3
+    assert (config.starvation_limit, config.admission) == (3, "wait")
     assert config.retry == RetryPolicy(
         max_attempts=6, initial_backoff=0.25, max_backoff=10, jitter=0, max_retry_after=90
     )
@@ -115,6 +116,8 @@ def test_exports_are_pinned() -> None:
     """The public names of llmpool; a change here is an API change."""
     assert llmpool.__all__ == [
         "ENV_VARS",
+        "Admission",
+        "CallOptions",
         "ChunkEvent",
         "ClientFactory",
         "CompactionBudgetError",
@@ -123,6 +126,7 @@ def test_exports_are_pinned() -> None:
         "ConnectionStats",
         "Conversation",
         "ConversationSanitizer",
+        "DeadlineExceededError",
         "ErrorEvent",
         "InvalidConversationError",
         "InvalidSessionIdError",

@@ -279,3 +279,85 @@ def test_no_lost_wakeup_under_event_loop_stalls(backend: str, seed: int) -> None
     stats = result["stats"]
     assert (stats.completed_requests, stats.total_timeouts, stats.queued_requests) == (240, 0, 0)
     assert result["seconds"] < 8.0, result["seconds"]
+
+
+async def stalled_admission_run(seed: int, requests: int = 200) -> dict[str, Any]:
+    """Like ``stalled_run``, with a queue of 24 that overflows: random priorities, LOW callers
+    waiting for a place (``admission="wait"``), HIGH and NORMAL evicting the newest LOW,
+    random cancellations, while the loop stalls before re-check deadlines."""
+    rng = random.Random(seed)
+    config = PoolConfig(
+        pool_size=2,
+        max_concurrency=3,
+        max_queue_size=24,
+        queue_timeout=10.0,
+        rate_limit=RateLimitPolicy(requests_per_minute=6000, burst=0.05),
+    )
+    plan = [
+        (
+            rng.choice(["high", "normal", "low"]),
+            rng.random() < 0.5,  # wait for a place when full
+            rng.uniform(0.0, 1.5),  # start, seconds
+            rng.uniform(0.0, 0.006),  # service time, seconds
+            rng.uniform(0.05, 1.0) if rng.random() < 0.1 else None,  # cancel after
+        )
+        for _ in range(requests)
+    ]
+    outcomes: dict[int, list[str]] = {i: [] for i in range(requests)}
+
+    async def call(i: int, m: ConnectionManager) -> None:
+        priority, wait, start, service, cancel_after = plan[i]
+
+        async def fn(client: openai.AsyncOpenAI) -> int:
+            await anyio.sleep(service)
+            return i
+
+        await anyio.sleep(start)
+        view = m.with_options(priority=priority, admission="wait" if wait else "reject")
+        with anyio.CancelScope() as scope:
+            if cancel_after is not None:
+                scope.deadline = anyio.current_time() + cancel_after
+            try:
+                outcomes[i].append("ok" if await view.run(fn) == i else "wrong")
+            except Exception as exc:
+                outcomes[i].append(type(exc).__name__)
+        if scope.cancelled_caught:
+            outcomes[i].append("cancelled")
+
+    async def staller(m: ConnectionManager) -> None:
+        while True:
+            poller = m._scheduler._poller
+            at = None if poller is None else poller.poll_at
+            if at is None:
+                await anyio.sleep(0.001)
+                continue
+            await anyio.sleep_until(at - rng.uniform(0.0, 0.002))
+            time.sleep(rng.uniform(0.001, 0.004))  # noqa: ASYNC251 (the loop stalls)
+
+    async with ConnectionManager(config, client_factory=client_factory()) as m:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(staller, m)
+            async with anyio.create_task_group() as callers:
+                for i in range(requests):
+                    callers.start_soon(call, i, m)
+            tg.cancel_scope.cancel()
+        stats = m.stats()
+    return {"outcomes": outcomes, "stats": stats, "plan": plan}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_full_queue_admission_under_event_loop_stalls(backend: str, seed: int) -> None:
+    """Every request ends exactly once: a result, QueueFullError (refused or evicted), or its
+    caller's cancellation; no QueueTimeoutError (10 s) ever; the books balance."""
+    result = anyio.run(stalled_admission_run, seed, backend=backend)
+    outcomes, stats = result["outcomes"], result["stats"]
+    for i, ended in outcomes.items():
+        assert len(ended) == 1, f"request {i} ended {ended}"
+        assert ended[0] in {"ok", "QueueFullError", "cancelled"}, (ended, result["plan"][i])
+    final = Counter(o[0] for o in outcomes.values())
+    assert final["ok"] > 100
+    assert (stats.queued_requests, stats.active_connections, stats.total_timeouts) == (0, 0, 0)
+    assert stats.completed_requests == final["ok"]
+    assert stats.rejected_requests == final["QueueFullError"]
+    assert stats.cancelled_requests == final["cancelled"]

@@ -21,11 +21,14 @@ never imported from here.
 """
 
 from ._config import ENV_VARS as ENV_VARS
+from ._config import Admission as Admission
+from ._config import CallOptions as CallOptions
 from ._config import PoolConfig as PoolConfig
 from ._config import RateLimitPolicy as RateLimitPolicy
 from ._config import RetryPolicy as RetryPolicy
 from ._conversation import Conversation as Conversation
 from ._errors import CompactionBudgetError as CompactionBudgetError
+from ._errors import DeadlineExceededError as DeadlineExceededError
 from ._errors import InvalidConversationError as InvalidConversationError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import LLMPoolError as LLMPoolError
@@ -63,6 +66,8 @@ from ._types import Priority as Priority
 
 __all__ = [
     "ENV_VARS",
+    "Admission",
+    "CallOptions",
     "ChunkEvent",
     "ClientFactory",
     "CompactionBudgetError",
@@ -71,6 +76,7 @@ __all__ = [
     "ConnectionStats",
     "Conversation",
     "ConversationSanitizer",
+    "DeadlineExceededError",
     "ErrorEvent",
     "InvalidConversationError",
     "InvalidSessionIdError",

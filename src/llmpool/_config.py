@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import _constants as C
 
-__all__ = ["ENV_VARS", "PoolConfig", "RateLimitPolicy", "RetryPolicy"]
+__all__ = ["ENV_VARS", "Admission", "CallOptions", "PoolConfig", "RateLimitPolicy", "RetryPolicy"]
+
+
+Admission: TypeAlias = Literal["reject", "wait"]
+"""What a new request does when the queue is full (and no lower-priority waiter can be evicted):
+``"reject"``: ``QueueFullError`` at once; ``"wait"``: wait for a place (back-pressure), bounded by
+``queue_timeout``."""
 
 
 class RetryPolicy(BaseModel):
@@ -139,6 +145,10 @@ class PoolConfig(BaseModel):
         ge=1,
         description="Grants in a row a waiting lower priority class may be passed over.",
     )
+    admission: Admission = Field(
+        default="reject",
+        description="Full queue: 'reject' (QueueFullError at once) or 'wait' for a place.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
     rate_limit: RateLimitPolicy = Field(
         default_factory=RateLimitPolicy, description="Provider rate limits (RPM/TPM)."
@@ -173,6 +183,34 @@ class PoolConfig(BaseModel):
         return cls.model_validate(data)
 
 
+class CallOptions(BaseModel):
+    """Per-call overrides of ``PoolConfig``, set with ``manager.with_options(...)``.
+
+    ``None`` keeps the manager's setting. Validated like the config (same bounds). Durations
+    are seconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=100, description="Attempts in all, the first included."
+    )
+    queue_timeout: float | None = Field(
+        default=None, gt=0, description="Longest wait for a slot, per attempt, seconds."
+    )
+    request_timeout: float | None = Field(
+        default=None, gt=0, description="Longest single attempt, seconds."
+    )
+    deadline: float | None = Field(
+        default=None,
+        gt=0,
+        description="Total time for the call, queueing, attempts and backoff included, seconds.",
+    )
+    admission: Admission | None = Field(
+        default=None, description="Full queue: 'reject' or 'wait' (see PoolConfig.admission)."
+    )
+
+
 ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_POOL_SIZE": "pool_size",
     "LLMPOOL_MAX_CONCURRENCY": "max_concurrency",
@@ -181,6 +219,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_REQUEST_TIMEOUT": "request_timeout",
     "LLMPOOL_SHUTDOWN_GRACE": "shutdown_grace",
     "LLMPOOL_STARVATION_LIMIT": "starvation_limit",
+    "LLMPOOL_ADMISSION": "admission",
     "LLMPOOL_RETRY_MAX_ATTEMPTS": "retry.max_attempts",
     "LLMPOOL_RETRY_INITIAL_BACKOFF": "retry.initial_backoff",
     "LLMPOOL_RETRY_MAX_BACKOFF": "retry.max_backoff",

@@ -7,6 +7,8 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     ├── QueueTimeoutError       waited longer than queue_timeout for a concurrency slot
     ├── RequestTimeoutError     an attempt ran longer than request_timeout (retried; raised
     │                           when the last attempt timed out)
+    ├── DeadlineExceededError   the call's total deadline (with_options(deadline=...)) passed
+    │                           while queued, running or backing off
     ├── ManagerClosedError      submitted to a closed manager, or still unfinished when the
     │                           shutdown grace period ran out
     ├── RequestTooLargeError    the request's estimated tokens exceed every upstream's
@@ -31,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "CompactionBudgetError",
+    "DeadlineExceededError",
     "InvalidConversationError",
     "InvalidSessionIdError",
     "LLMPoolError",
@@ -88,7 +91,11 @@ class LLMPoolError(Exception):
 
 
 class QueueFullError(LLMPoolError):
-    """The queue already holds ``max_queue_size`` requests: the new one is refused at once."""
+    """The queue holds ``max_queue_size`` requests: the new one is refused at once.
+
+    Also raised to a queued request that was evicted to make room for a higher-priority one
+    (the newest waiter of the lowest class goes first; see docs/scheduling.md).
+    """
 
 
 class QueueTimeoutError(LLMPoolError):
@@ -100,6 +107,15 @@ class RequestTimeoutError(LLMPoolError):
 
     Timeouts are retried under the retry policy; this error reaches the caller when the last
     attempt timed out too.
+    """
+
+
+class DeadlineExceededError(LLMPoolError):
+    """The call's total deadline passed (``manager.with_options(deadline=...)``).
+
+    The deadline covers queueing, every attempt and every backoff; when it passes, whatever
+    is under way is cancelled and this is raised, chained (``__cause__``) to the last
+    attempt's error if there was one.
     """
 
 

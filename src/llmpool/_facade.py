@@ -30,6 +30,7 @@ from openai.types.responses.response_create_params import (
 from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typing_extensions'
 
 from . import _constants as C
+from ._config import CallOptions
 from ._errors import ManagerClosedError
 from ._request import Request
 from ._tokens import estimate_tokens
@@ -205,20 +206,35 @@ class ManagerView:
     the SDK client.
     """
 
-    __slots__ = ("_manager", "chat", "priority", "responses", "session_id")
+    __slots__ = ("_manager", "chat", "options", "priority", "responses", "session_id")
 
     def __init__(
-        self, manager: ConnectionManager, priority: Priority, session_id: str | None
+        self,
+        manager: ConnectionManager,
+        priority: Priority,
+        session_id: str | None,
+        options: CallOptions | None = None,
     ) -> None:
         self._manager = manager
         self.priority = priority
         self.session_id = session_id
+        self.options = options
         self.responses = PooledResponses(self)
         self.chat = PooledChat(self)
 
-    async def run(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
-        """``ConnectionManager.run`` with this view's priority and session id."""
-        return await self._manager.run(fn, priority=self.priority, session_id=self.session_id)
+    async def run(
+        self,
+        fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
+        *,
+        estimated_tokens: int = 0,
+        model: str | None = None,
+    ) -> T:
+        """``ConnectionManager.run`` with this view's priority, session id and options."""
+        manager = self._manager
+        request = manager._admit(
+            self.priority, self.session_id, estimated_tokens, model, self.options
+        )
+        return await manager._execute(request, fn, inject_session=True)
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.session_id is not None:
@@ -253,7 +269,9 @@ class ManagerView:
         params: Mapping[str, Any],
     ) -> Any:
         manager = self._manager
-        request = manager._admit(self.priority, self.session_id, self._estimate(params))
+        request = manager._admit(
+            self.priority, self.session_id, self._estimate(params), _model(params), self.options
+        )
 
         async def fn(client: openai.AsyncOpenAI) -> Any:
             response = await raw(client)
@@ -269,7 +287,9 @@ class ManagerView:
         params: Mapping[str, Any],
     ) -> PooledStream[Any]:
         manager = self._manager
-        request = manager._admit(self.priority, self.session_id, self._estimate(params))
+        request = manager._admit(
+            self.priority, self.session_id, self._estimate(params), _model(params), self.options
+        )
 
         async def fn(client: openai.AsyncOpenAI) -> openai.AsyncStream[Any]:
             response = await raw(client)
@@ -279,6 +299,11 @@ class ManagerView:
 
         upstream = await manager._open_stream(request, fn)
         return manager._track_stream(PooledStream(manager, request, upstream))
+
+
+def _model(params: Mapping[str, Any]) -> str | None:
+    model = params.get("model")
+    return model if isinstance(model, str) else None
 
 
 class PooledResponses:

@@ -28,8 +28,9 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from . import _constants as C
-from ._config import PoolConfig
+from ._config import Admission, CallOptions, PoolConfig
 from ._errors import (
+    DeadlineExceededError,
     ManagerClosedError,
     QueueFullError,
     QueueTimeoutError,
@@ -40,7 +41,7 @@ from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
 from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
-from ._scheduler import QueueFull, Scheduler
+from ._scheduler import QueueEvicted, QueueFull, Scheduler
 from ._stats import ConnectionStats, LatencyStats, StatsRecorder, UpstreamLimitStats
 from ._types import Priority, PriorityLike
 
@@ -93,10 +94,11 @@ class ConnectionManager:
         self._active: dict[Request, anyio.CancelScope] = {}
         self._streams: set[PooledStream[Any]] = set()
         self._idle: anyio.Event | None = None
+        self._cancelled_all = False  # set when shutdown cancels the work still running
         self._seq = itertools.count()
         self._tag = secrets.token_hex(3)
         self._opened_at = time.monotonic()
-        self._default_view = ManagerView(self, Priority.NORMAL, None)
+        self._default_view = ManagerView(self, Priority.NORMAL, None, None)
         self._backoff = backoff_strategy(self.config.retry)
         # Set on entry: the event loop's CancelScope class. anyio.CancelScope() and
         # move_on_after() look the backend up (sniffio) on every call; a manager lives in one
@@ -143,6 +145,7 @@ class ConnectionManager:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.config.shutdown_grace):
                 await self._wait_idle()
+            self._cancelled_all = True
             for scope in self._active.values():
                 scope.cancel()
             for stream in list(self._streams):
@@ -175,6 +178,7 @@ class ConnectionManager:
         priority: PriorityLike = Priority.NORMAL,
         session_id: str | None = None,
         estimated_tokens: int = 0,
+        model: str | None = None,
     ) -> T:
         """Run ``fn(client)`` on a pooled client under the scheduler, with retries.
 
@@ -193,12 +197,16 @@ class ConnectionManager:
                 ASCII characters, or ``None`` (requests without one share a session).
             estimated_tokens: tokens the call will use (prompt + output), charged to the
                 tokens-per-minute budget at admission; default 0 (not counted until usage).
+            model: the model ``fn`` calls, for the per-model rate limits (OpenAI's limits are
+                per model); default ``None``: the budget of calls whose model is not known.
 
         Returns:
             What ``fn`` returned.
 
         Raises:
-            QueueFullError: the queue already holds ``max_queue_size`` requests.
+            QueueFullError: the queue already holds ``max_queue_size`` requests (and none of
+                lower priority to evict), or this request was evicted for a higher-priority
+                one; with ``admission="wait"`` only when the queue stays full.
             RequestTooLargeError: ``estimated_tokens`` exceed every upstream's per-minute
                 token limit.
             QueueTimeoutError: no slot within ``queue_timeout`` seconds.
@@ -209,22 +217,52 @@ class ConnectionManager:
             openai.APIError: the API's error when it is not retried or retries ran out,
                 unchanged (e.g. ``openai.AuthenticationError``, ``openai.RateLimitError``).
         """
-        request = self._admit(priority, session_id, estimated_tokens)
+        request = self._admit(priority, session_id, estimated_tokens, model)
         return await self._execute(request, fn, inject_session=True)
 
     def with_options(
-        self, *, priority: PriorityLike = Priority.NORMAL, session_id: str | None = None
+        self,
+        *,
+        priority: PriorityLike = Priority.NORMAL,
+        session_id: str | None = None,
+        max_attempts: int | None = None,
+        queue_timeout: float | None = None,
+        request_timeout: float | None = None,
+        deadline: float | None = None,
+        admission: Admission | None = None,
     ) -> ManagerView:
-        """A view of this manager whose calls use ``priority`` and ``session_id``.
+        """A view of this manager whose calls use these settings.
 
         The view has ``run``, ``responses.create`` and ``chat.completions.create``, like the
-        manager. Nothing is copied: it is cheap to build per call.
+        manager. Nothing is copied: it is cheap to build per call. ``None`` keeps the
+        manager's setting (``PoolConfig``); the values are validated like the config's.
+
+        Args:
+            priority: ``Priority`` or ``"high"`` / ``"normal"`` / ``"low"``; default normal.
+            session_id: the caller's session (see ``run``); default none.
+            max_attempts: attempts in all, 1-100 (``RetryPolicy.max_attempts``).
+            queue_timeout: longest wait for a slot, per attempt, seconds (> 0).
+            request_timeout: longest single attempt, seconds (> 0).
+            deadline: total seconds for each call (> 0): queueing, every attempt and every
+                backoff; when it passes the call raises ``DeadlineExceededError``. Default none.
+            admission: ``"reject"`` or ``"wait"`` when the queue is full
+                (``PoolConfig.admission``).
 
         Raises:
             InvalidSessionIdError: ``session_id`` is malformed.
             ValueError: ``priority`` is not a priority.
+            pydantic.ValidationError: an option is out of its bounds (names the option).
         """
-        return ManagerView(self, Priority.parse(priority), validate_session_id(session_id))
+        options = None
+        if (max_attempts, queue_timeout, request_timeout, deadline, admission) != (None,) * 5:
+            options = CallOptions(
+                max_attempts=max_attempts,
+                queue_timeout=queue_timeout,
+                request_timeout=request_timeout,
+                deadline=deadline,
+                admission=admission,
+            )
+        return ManagerView(self, Priority.parse(priority), validate_session_id(session_id), options)
 
     @property
     def responses(self) -> PooledResponses:
@@ -270,20 +308,38 @@ class ConnectionManager:
 
     # -- the request path --------------------------------------------------------------------
 
-    def _admit(self, priority: PriorityLike, session_id: str | None, tokens: int = 0) -> Request:
+    def _admit(
+        self,
+        priority: PriorityLike,
+        session_id: str | None,
+        tokens: int = 0,
+        model: str | None = None,
+        options: CallOptions | None = None,
+    ) -> Request:
         prio = Priority.parse(priority)
         sid = validate_session_id(session_id)
         if not isinstance(tokens, int) or tokens < 0:
             raise ValueError(f"estimated_tokens must be an int >= 0, got {tokens!r}")
+        if model is not None and not isinstance(model, str):
+            raise ValueError(f"model must be a string or None, got {type(model).__name__}")
         seq = next(self._seq)
+        now = anyio.current_time()
+        config = self.config
         request = Request(
             id=f"req_{self._tag}{seq:06x}",
             priority=prio,
             session_id=sid,
             seq=seq,
-            now=anyio.current_time(),
+            now=now,
             tokens=tokens,
+            model=model,
+            max_attempts=config.retry.max_attempts,
+            queue_timeout=config.queue_timeout,
+            request_timeout=config.request_timeout,
+            admission=config.admission,
         )
+        if options is not None:
+            _apply(request, options, now)
         if self._state != _OPEN:
             self._stats.failed += 1
             reason = "not open yet" if self._state == _NEW else "closed"
@@ -355,7 +411,9 @@ class ConnectionManager:
         inject_session: bool,
         keep_slot: bool = False,
     ) -> T:
-        scope = self._scope()
+        scope = (
+            self._scope() if request.deadline is None else self._scope(deadline=request.deadline)
+        )
         self._active[request] = scope
         try:
             with scope:
@@ -363,7 +421,15 @@ class ConnectionManager:
                 if not keep_slot:
                     self._record_success(request)
                 return result
-            # Only the manager cancels this scope: at shutdown, after the grace period.
+            if not self._cancelled_all and request.deadline is not None:
+                # The scope's own deadline (only shutdown cancels it otherwise).
+                total = request.deadline - request.submitted_at
+                raise request.error(
+                    DeadlineExceededError,
+                    f"the call's deadline of {total:g}s passed",
+                    anyio.current_time(),
+                ) from request.last_error
+            # Otherwise the manager cancelled it: at shutdown, after the grace period.
             raise request.error(
                 ManagerClosedError,
                 "the manager closed before the request finished",
@@ -386,13 +452,13 @@ class ConnectionManager:
             return await self._attempt(request, fn, inject_session, keep_slot)
         except Exception as exc:
             decision = request.decision
-            if decision is None or not decision.retry or self.config.retry.max_attempts < 2:
+            if decision is None or not decision.retry or request.max_attempts < 2:
                 raise
             first_failure: Exception | None = exc
         # Slow path: tenacity owns the retries. Its first iteration replays the failure of
         # the attempt above, so waits, stop and before_sleep count it like any other.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.retry.max_attempts),
+            stop=stop_after_attempt(request.max_attempts),
             wait=lambda state: self._wait(request, state),
             retry=_retry_if_decided(request),
             before_sleep=lambda state: self._before_sleep(request, state),
@@ -470,7 +536,7 @@ class ConnectionManager:
             if inject_session and request.session_id is not None:
                 client = client.with_options(default_headers={C.SESSION_HEADER: request.session_id})
             request.used_tokens = None
-            with self._scope(deadline=now + self.config.request_timeout):
+            with self._scope(deadline=now + request.request_timeout):
                 result = await fn(client)
                 succeeded = True
                 if keep_slot:
@@ -482,7 +548,7 @@ class ConnectionManager:
             self._stats.timeouts += 1
             raise request.error(
                 RequestTimeoutError,
-                f"attempt exceeded request_timeout={self.config.request_timeout}s",
+                f"attempt exceeded request_timeout={request.request_timeout}s",
                 anyio.current_time(),
             )
         except BaseException as exc:
@@ -503,8 +569,10 @@ class ConnectionManager:
         if not scheduler.try_acquire(request):
             if not retry:
                 request.log(logging.DEBUG, "queued", f"queued ({scheduler.queued + 1} waiting)")
-            with anyio.move_on_after(self.config.queue_timeout) as scope:
+            with anyio.move_on_after(request.queue_timeout) as scope:
                 try:
+                    if request.admission == "wait" and not retry:
+                        await scheduler.wait_for_space(request.priority.rank, request.seq)
                     await scheduler.acquire(
                         request.priority.rank,
                         request.session_key,
@@ -512,18 +580,23 @@ class ConnectionManager:
                         retry=retry,
                         claim=request,
                     )
-                except QueueFull:
+                except QueueFull as exc:
                     self._stats.rejected += 1
+                    reason = (
+                        "evicted from the full queue to make room for a higher-priority request"
+                        if isinstance(exc, QueueEvicted)
+                        else "queue full"
+                    )
                     raise request.error(
                         QueueFullError,
-                        f"queue full: max_queue_size={self.config.max_queue_size} reached",
+                        f"{reason}: max_queue_size={self.config.max_queue_size} reached",
                         anyio.current_time(),
                     ) from None
             if scope.cancelled_caught:
                 self._stats.timeouts += 1
                 raise request.error(
                     QueueTimeoutError,
-                    f"no slot and budget within queue_timeout={self.config.queue_timeout}s",
+                    f"no slot and budget within queue_timeout={request.queue_timeout}s",
                     anyio.current_time(),
                 )
 
@@ -542,6 +615,8 @@ class ConnectionManager:
     ) -> None:
         decision = classify(exc, max_retry_after=self.config.retry.max_retry_after)
         request.decision = decision
+        if isinstance(exc, Exception):
+            request.last_error = exc
         if pooled is None:
             return
         request.last_upstream = pooled.upstream
@@ -599,6 +674,20 @@ class ConnectionManager:
         self._stats.failed += 1
         kind = type(exc).__name__
         request.log(logging.WARNING, "failed", f"{kind}: {exc}", error=kind)
+
+
+def _apply(request: Request, options: CallOptions, now: float) -> None:
+    """Per-call overrides (``with_options``) on a new request."""
+    if options.max_attempts is not None:
+        request.max_attempts = options.max_attempts
+    if options.queue_timeout is not None:
+        request.queue_timeout = options.queue_timeout
+    if options.request_timeout is not None:
+        request.request_timeout = options.request_timeout
+    if options.deadline is not None:
+        request.deadline = now + options.deadline
+    if options.admission is not None:
+        request.admission = options.admission
 
 
 def _loop_time() -> float | None:

@@ -61,13 +61,21 @@ class Request:
     """Mutable state of one request; owned by the manager task running it."""
 
     __slots__ = (
+        "admission",
         "attempts",
         "current_upstream",
+        "deadline",
         "decision",
         "id",
+        "last_error",
         "last_upstream",
         "lease",
+        "max_attempts",
+        "model",
         "priority",
+        "probe",
+        "queue_timeout",
+        "request_timeout",
         "seq",
         "session_id",
         "session_key",
@@ -86,6 +94,12 @@ class Request:
         seq: int,
         now: float,
         tokens: int = 0,
+        model: str | None = None,
+        max_attempts: int = C.DEFAULT_MAX_ATTEMPTS,
+        queue_timeout: float = C.DEFAULT_QUEUE_TIMEOUT,
+        request_timeout: float = C.DEFAULT_REQUEST_TIMEOUT,
+        deadline: float | None = None,
+        admission: str = "reject",
     ) -> None:
         self.id = id
         self.priority = priority
@@ -101,6 +115,14 @@ class Request:
         self.ticket: Upstream | None = None  # upstream whose budget the grant reserved
         self.current_upstream: Upstream | None = None  # upstream of the running attempt
         self.used_tokens: int | None = None  # the response's usage.total_tokens, when seen
+        self.model = model  # the API's model parameter, when llmpool can see it
+        self.max_attempts = max_attempts
+        self.queue_timeout = queue_timeout  # seconds, per wait for a slot
+        self.request_timeout = request_timeout  # seconds, per attempt
+        self.deadline = deadline  # event-loop clock: the whole call ends by then, or None
+        self.admission = admission  # "reject" or "wait" when the queue is full
+        self.last_error: Exception | None = None  # the last attempt's error
+        self.probe: Upstream | None = None  # the upstream whose half-open probe this is
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
         """Build a typed error carrying this request's context."""

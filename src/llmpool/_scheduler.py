@@ -21,6 +21,13 @@ Rules, in order:
    to try again. So a slot is never held while waiting for budget, and budget is never spent
    on work that then waits for a slot.
 
+6. **Priority survives a full queue**: when ``max_queue_size`` waiters are queued, a new
+   request is still admitted if a waiter of a *lower* class is queued: the newest such waiter
+   of the lowest class is evicted (its ``acquire`` raises ``QueueEvicted``, a ``QueueFull``)
+   to make room. A request that finds only its own class or higher is refused. Retries are
+   never evicted and always admitted. ``wait_for_space`` is the back-pressure alternative to
+   a refusal: the caller waits, highest class first and FIFO within one, for a place.
+
 The scheduler is a counter plus queues of waiters; it knows nothing of clients or HTTP. A
 waiter removes itself when cancelled (its place is freed at once) and hands a slot it was
 granted but can no longer use straight back. It raises only the private ``QueueFull``;
@@ -38,7 +45,7 @@ from typing import Any, Final, Protocol, cast
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate", "QueueFull", "Scheduler", "Signal", "Waiter", "signal_factory"]
+__all__ = ["Gate", "QueueEvicted", "QueueFull", "Scheduler", "Signal", "Waiter", "signal_factory"]
 
 Gate = Callable[[Any], float]
 """``gate(claim) -> seconds``: reserve budget for ``claim`` and return 0.0, or return how many
@@ -104,14 +111,29 @@ class QueueFull(Exception):
     """Internal: admission refused because the queue is at ``max_queue_size``."""
 
 
+class QueueEvicted(QueueFull):
+    """Internal: a queued waiter was evicted to make room for a higher-priority one."""
+
+
 class Waiter:
     """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``event``."""
 
-    __slots__ = ("claim", "event", "granted", "poll_at", "rank", "retry", "seq", "session")
+    __slots__ = (
+        "claim",
+        "event",
+        "evicted",
+        "granted",
+        "poll_at",
+        "rank",
+        "retry",
+        "seq",
+        "session",
+    )
 
     def __init__(self, rank: int, session: str, seq: int, retry: bool, claim: Any = None) -> None:
         self.event: Signal | None = None  # set by ``acquire``; absent in sync tests
         self.granted = False
+        self.evicted = False  # removed to make room for a higher class (set with ``event``)
         self.rank = rank
         self.session = session
         self.seq = seq
@@ -122,6 +144,10 @@ class Waiter:
 
 def _arrival(waiter: Waiter) -> int:
     return waiter.seq
+
+
+def _space_order(entry: list[Any]) -> tuple[int, int]:
+    return entry[0], entry[1]
 
 
 class _ClassQueue:
@@ -164,6 +190,15 @@ class _ClassQueue:
             del self.sessions[session]
         return waiter
 
+    def newest_fresh(self) -> Waiter | None:
+        """The most recently arrived waiter that is not a retry, or ``None``."""
+        newest: Waiter | None = None
+        for queue in self.sessions.values():
+            tail = queue[-1]
+            if newest is None or tail.seq > newest.seq:
+                newest = tail
+        return newest
+
     def remove(self, waiter: Waiter) -> None:
         self.live -= 1
         if waiter.retry:
@@ -204,6 +239,8 @@ class Scheduler:
         self._queued = 0
         self._classes = tuple(_ClassQueue() for _ in range(_CLASSES))
         self._bypassed = [0] * _CLASSES
+        # Callers waiting for a place in a full queue: [rank, seq, signal, woken], sorted.
+        self._space: list[list[Any]] = []
 
     @property
     def in_use(self) -> int:
@@ -268,12 +305,14 @@ class Scheduler:
             # the fresh signal installed after it would then never be set.
             while not waiter.granted:
                 await waiter.event.wait()
+                if waiter.evicted:
+                    raise QueueEvicted
                 if not waiter.granted:
                     await self._poll(waiter)
         except BaseException:
             if waiter.granted:
                 self.release()  # granted while being cancelled: hand the slot on
-            else:
+            elif not waiter.evicted:  # an evicted waiter has already left the queue
                 self.withdraw(waiter)
                 if self._poller is waiter:
                     self._poller = None
@@ -291,7 +330,7 @@ class Scheduler:
         if poll_at is not None:
             with anyio.move_on_after(max(0.0, poll_at - anyio.current_time())):
                 await event.wait()
-        if waiter.granted or event.is_set():
+        if waiter.granted or waiter.evicted or event.is_set():
             # Granted (possibly between the timeout and this task running again, when the
             # cancelled future could not carry the wake-up), or asked to re-check sooner:
             # the caller's loop sees which.
@@ -313,17 +352,76 @@ class Scheduler:
             QueueFull: the queue holds ``max_queue_size`` waiters (only when ``retry`` is false).
         """
         if not retry and self._queued >= self._max_queue:
-            raise QueueFull
+            self._evict_below(rank)
         waiter = Waiter(rank, session, seq, retry, claim)
         self._classes[rank].push(waiter)
         self._queued += 1
         return waiter
+
+    def _evict_below(self, rank: int) -> None:
+        """Make room for a new waiter of ``rank`` by evicting a lower-priority one.
+
+        The newest waiter of the lowest class below ``rank`` that has one goes; retries are
+        never evicted.
+
+        Raises:
+            QueueFull: no lower class has a waiter to evict.
+        """
+        for lower in range(_CLASSES - 1, rank, -1):
+            victim = self._classes[lower].newest_fresh()
+            if victim is None:
+                continue
+            self._classes[lower].remove(victim)
+            self._queued -= 1
+            self._forget_if_empty(lower)
+            victim.evicted = True
+            if victim is self._poller:
+                self._poller = None  # the new waiter's acquire arms the next re-check
+            if victim.event is not None:
+                victim.event.set()
+            return
+        raise QueueFull
+
+    def has_room(self, rank: int) -> bool:
+        """Whether a new waiter of ``rank`` would be queued now (a place, or one to evict)."""
+        if self._queued < self._max_queue:
+            return True
+        return any(self._classes[lower].sessions for lower in range(rank + 1, _CLASSES))
+
+    async def wait_for_space(self, rank: int, seq: int) -> None:
+        """Back-pressure: wait until a new waiter of ``rank`` can be queued.
+
+        Returns at once when ``has_room(rank)``; otherwise waits, highest class first and in
+        ``seq`` order within a class, until a place frees. Returns without a checkpoint after
+        the check, so a following ``acquire`` queues without being overtaken. A caller
+        cancelled after being woken passes the wake-up on.
+        """
+        while not self.has_room(rank):
+            entry: list[Any] = [rank, seq, self._new_event(), False]
+            bisect.insort(self._space, entry, key=_space_order)
+            try:
+                await entry[2].wait()
+            except BaseException:
+                if entry[3]:
+                    self._wake_space()  # woken and cancelled at once: the place is not lost
+                else:
+                    self._space.remove(entry)
+                raise
+
+    def _wake_space(self) -> None:
+        """A place freed: wake the first caller waiting for one."""
+        if self._space and self._queued < self._max_queue:
+            entry = self._space.pop(0)
+            entry[3] = True
+            entry[2].set()
 
     def withdraw(self, waiter: Waiter) -> None:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
         self._classes[waiter.rank].remove(waiter)
         self._queued -= 1
         self._forget_if_empty(waiter.rank)
+        if self._space:
+            self._wake_space()
 
     def release(self) -> None:
         """Return a slot and grant it to the next waiter, if any."""
@@ -343,6 +441,8 @@ class Scheduler:
             waiter = queue.pop()
             self._queued -= 1
             self._forget_if_empty(rank)
+            if self._space:
+                self._wake_space()
             waiter.granted = True
             if waiter is self._poller:
                 self._poller = None
