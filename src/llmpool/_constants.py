@@ -53,6 +53,9 @@ DEFAULT_RATE_LIMIT_BURST: Final = 1.0
 DEFAULT_OUTPUT_TOKEN_ESTIMATE: Final = 256
 # The API's rate-limit headers (OpenAI "Rate limits" guide).
 RATELIMIT_HEADER_PREFIX: Final = "x-ratelimit-"
+# An x-ratelimit-limit-*/remaining-* value with more digits than this is ignored as junk: 10**15
+# per minute is far above any provider's limit, and a bound keeps the buckets' floats exact.
+RATELIMIT_HEADER_MAX_DIGITS: Final = 15
 
 # `llmpool demo` (docs/demo.md): terminals x requests, seconds between terminal starts.
 DEMO_TERMINALS: Final = 5
