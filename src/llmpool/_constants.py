@@ -28,6 +28,12 @@ DEFAULT_JITTER: Final = 1.0
 # A server hint (Retry-After / retry-after-ms) longer than this is not waited out: give up.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 
+# Token estimates (_tokens.estimate_tokens): nesting deeper than this is not followed, and one
+# estimate counts at most this many values (containers, strings, numbers...), which bounds its
+# time to tens of milliseconds of CPU whatever the caller passes.
+MAX_ESTIMATE_DEPTH: Final = 64
+MAX_ESTIMATE_NODES: Final = 100_000
+
 # Session ids travel in this header (seed 000) and are limited to this many characters.
 SESSION_HEADER: Final = "x-session-id"
 MAX_SESSION_ID_LENGTH: Final = 128
