@@ -183,6 +183,7 @@ def test_exports_are_pinned() -> None:
         "ConversationSanitizer",
         "ErrorEvent",
         "InvalidConversationError",
+        "InvalidHeaderError",
         "InvalidSessionIdError",
         "LLMPoolError",
         "LatencyStats",
@@ -238,9 +239,11 @@ def test_error_tree() -> None:
         "RequestTimeoutError",
         "ManagerClosedError",
         "InvalidSessionIdError",
+        "InvalidHeaderError",
     ):
         assert issubclass(getattr(llmpool, name), llmpool.LLMPoolError)
     assert issubclass(llmpool.InvalidSessionIdError, ValueError)
+    assert issubclass(llmpool.InvalidHeaderError, ValueError)
     error = llmpool.QueueTimeoutError(
         "no slot", request_id="req_1", session_id="t1", attempts=2, waited=1.5, last_status=429
     )

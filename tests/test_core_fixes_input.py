@@ -6,6 +6,7 @@ HTTP-level cases use respx, which mocks the classic ``httpx`` package: clients g
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -13,7 +14,16 @@ import openai
 import pytest
 import respx
 
-from llmpool import ConnectionManager, PoolConfig, RetryPolicy, classify, parse_retry_after
+from llmpool import (
+    ConnectionManager,
+    InvalidHeaderError,
+    InvalidSessionIdError,
+    PoolConfig,
+    RetryPolicy,
+    classify,
+    parse_retry_after,
+)
+from llmpool._request import validate_session_id
 
 BASE = "http://respx.test/v1"
 COMPLETION = {
@@ -122,3 +132,122 @@ async def test_429_with_junk_headers_propagates_the_sdk_error(mock: respx.MockRo
         assert m.stats().retries == 1
     assert route.call_count == 2
     assert m.stats().failed_requests == 1
+
+
+# -- session ids and extra_headers that HTTP cannot carry -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("session_id", "message"),
+    [
+        pytest.param(" t1", "session_id ' t1' starts with a space (position 0)", id="leading"),
+        pytest.param("t1 ", "session_id 't1 ' ends with a space (position 2)", id="trailing"),
+        pytest.param(" ", "session_id ' ' starts with a space (position 0)", id="only-space"),
+        pytest.param("t1\t", "control or non-ASCII character '\\t' at position 2", id="tab"),
+    ],
+)
+@pytest.mark.anyio
+async def test_session_id_with_edge_whitespace_is_refused_before_sending(
+    mock: respx.MockRouter, session_id: str, message: str
+) -> None:
+    """A session id is a header value: no leading/trailing whitespace (RFC 9110 §5.5)."""
+    route = mock.post("/chat/completions").mock(return_value=httpx.Response(200, json=COMPLETION))
+    async with manager() as m:
+        with pytest.raises(InvalidSessionIdError, match=re.escape(message)):
+            m.with_options(session_id=session_id)
+        with pytest.raises(InvalidSessionIdError, match=re.escape(message)):
+            await m.run(lambda client: client.models.list(), session_id=session_id)
+        assert m.stats().retries == 0
+    assert route.call_count == 0
+
+
+def test_session_id_with_interior_spaces_is_valid() -> None:
+    """Spaces inside the id are fine: only the edges are refused."""
+    assert validate_session_id("terminal 1") == "terminal 1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        pytest.param(
+            {"x-trace": "a\r\nx-evil: 1"},
+            "extra_headers['x-trace']: value 'a\\r\\nx-evil: 1' has a carriage return (CR) "
+            "'\\r' at position 1",
+            id="crlf-injection",
+        ),
+        pytest.param({"x-trace": "ab\n"}, "has a line feed (LF) '\\n' at position 2", id="lf"),
+        pytest.param({"x-trace": "a\x00"}, "has a NUL '\\x00' at position 1", id="nul"),
+        pytest.param(
+            {"x-trace": "a\x1bb"}, "has a control character '\\x1b' at position 1", id="esc"
+        ),
+        pytest.param({"x-trace": "a\x7f"}, "has a DEL '\\x7f' at position 1", id="del"),
+        pytest.param(
+            {"x-trace": "caf\u00e9"},
+            "has a non-ASCII character '\u00e9' at position 3",
+            id="non-ascii",
+        ),
+        pytest.param(
+            {"x-trace": " abc"},
+            "extra_headers['x-trace']: value ' abc' starts with whitespace (position 0)",
+            id="leading-space",
+        ),
+        pytest.param({"x-trace": "abc\t"}, "ends with whitespace (position 3)", id="trailing-tab"),
+        pytest.param(
+            {"x trace": "v"},
+            "extra_headers: header name 'x trace' has a space at position 1",
+            id="name-space",
+        ),
+        pytest.param(
+            {"x-trace:": "v"}, "header name 'x-trace:' has the character ':'", id="name-colon"
+        ),
+        pytest.param({"": "v"}, "header name '' is empty", id="name-empty"),
+        pytest.param(
+            {"x-caf\u00e9": "v"}, "has a non-ASCII character '\u00e9' at position 5", id="name-utf8"
+        ),
+        pytest.param({1: "v"}, "header name 1 is not a str (int)", id="name-int"),
+    ],
+)
+@pytest.mark.anyio
+async def test_bad_extra_headers_are_refused_before_queueing(
+    mock: respx.MockRouter, headers: dict[object, str], message: str
+) -> None:
+    """extra_headers HTTP cannot carry raise InvalidHeaderError at once: never sent or retried."""
+    route = mock.post("/chat/completions").mock(return_value=httpx.Response(200, json=COMPLETION))
+    async with manager() as m:
+        with pytest.raises(InvalidHeaderError, match=re.escape(message)):
+            await m.with_options(session_id="t1").chat.completions.create(
+                model="m",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                extra_headers=headers,  # type: ignore[arg-type]
+            )
+        stats = m.stats()
+        assert (stats.retries, stats.queued_requests, stats.active_connections) == (0, 0, 0)
+    assert route.call_count == 0
+
+
+@pytest.mark.anyio
+async def test_extra_headers_that_http_accepts_are_sent(mock: respx.MockRouter) -> None:
+    """Interior tabs and spaces, an empty value and openai.Omit() pass through unchanged."""
+    route = mock.post("/chat/completions").mock(return_value=httpx.Response(200, json=COMPLETION))
+    headers = {"x-trace": "a\tb c", "x-empty": "", "X-Stainless-Lang": openai.Omit()}
+    async with manager() as m:
+        await m.chat.completions.create(
+            model="m",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            extra_headers=headers,  # type: ignore[dict-item]
+        )
+    sent = route.calls.last.request.headers
+    assert (sent["x-trace"], sent["x-empty"]) == ("a\tb c", "")
+    assert "x-stainless-lang" not in sent
+
+
+@pytest.mark.anyio
+async def test_extra_headers_must_be_a_mapping(mock: respx.MockRouter) -> None:
+    """A list of pairs is not the SDK's Headers mapping: refused with the type named."""
+    async with manager() as m:
+        with pytest.raises(InvalidHeaderError, match=r"must be a mapping .* got list"):
+            await m.responses.create(
+                model="m",
+                input="hi",
+                extra_headers=[("x-trace", "1")],  # type: ignore[typeddict-item]
+            )

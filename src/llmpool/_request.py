@@ -25,15 +25,16 @@ def validate_session_id(session_id: str | None) -> str | None:
     """Check a caller's session id.
 
     Args:
-        session_id: ``None``, or 1 to 128 printable ASCII characters (it travels in the
-            ``x-session-id`` HTTP header, which allows no control characters).
+        session_id: ``None``, or 1 to 128 printable ASCII characters, the first and the last
+            not a space (it travels in the ``x-session-id`` HTTP header, whose value allows no
+            control characters and no leading or trailing whitespace, RFC 9110 §5.5).
 
     Returns:
         ``session_id`` unchanged.
 
     Raises:
-        InvalidSessionIdError: the id is not a string, is empty, too long, or has a control or
-            non-ASCII character; the message says which.
+        InvalidSessionIdError: the id is not a string, is empty, too long, has a control or
+            non-ASCII character, or begins or ends with a space; the message says which.
     """
     if session_id is None:
         return None
@@ -54,6 +55,15 @@ def validate_session_id(session_id: str | None) -> str | None:
                 f"session_id has a control or non-ASCII character {char!r} at position "
                 f"{position}; only printable ASCII is allowed"
             )
+    # RFC 9110 §5.5: a header value has no leading or trailing whitespace. httpx would accept
+    # the id, and h11 refuse it while sending: an APIConnectionError, retried, never sent.
+    if session_id[0] == " " or session_id[-1] == " ":
+        where = "starts" if session_id[0] == " " else "ends"
+        position = 0 if where == "starts" else len(session_id) - 1
+        raise InvalidSessionIdError(
+            f"session_id {session_id!r} {where} with a space (position {position}); an HTTP "
+            "header value cannot begin or end with whitespace (RFC 9110 §5.5)"
+        )
     return session_id
 
 
