@@ -4,7 +4,7 @@ This module only re-exports. Imports inside the package point one way (each modu
 only those above it in this list):
 
     _constants, _types, _errors      constants, closed sets, the error tree
-    _tokens, _headers                token estimates; HTTP header checks (pure)
+    _tokens, _headers, _redact       token estimates; HTTP header checks; log redaction (pure)
     _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
     _retry, _limits                  pure retry rules; rate-limit budgets (token buckets)
     _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns

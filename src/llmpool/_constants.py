@@ -48,6 +48,12 @@ RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 NON_TRANSIENT_429_CODES: Final = frozenset({"insufficient_quota"})
 
 LOGGER_NAME: Final = "llmpool"
+# Log redaction (docs/logging.md): configured API keys of at least this many characters are
+# replaced in every record llmpool logs; a hidden secret this long or longer keeps its first 3
+# and last 4 characters as a hint (sk-...wxyz), a shorter one becomes REDACTED.
+MIN_REDACTED_SECRET_LENGTH: Final = 8
+REDACTION_HINT_MIN_LENGTH: Final = 20
+REDACTED: Final = "[REDACTED]"
 
 # Provider rate limits (docs/limits.md). Token buckets per upstream: a bucket holds
 # ``limit * RATE_LIMIT_BURST / 60`` units (one second of quota: OpenAI's guide says limits "may

@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
 from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
+from ._redact import DEFAULT_REDACTOR, Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueFull, Scheduler
@@ -102,6 +103,7 @@ class ConnectionManager:
         # move_on_after() look the backend up (sniffio) on every call; a manager lives in one
         # event loop, so its backend's class is built directly (what anyio does itself).
         self._scope: type[anyio.CancelScope] = anyio.CancelScope
+        self._redactor = DEFAULT_REDACTOR  # on entry: also the clients' API keys
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class ConnectionManager:
             rate_limit=self.config.rate_limit,
             now=anyio.current_time(),
         )
+        self._redactor = Redactor.for_clients(pooled.client for pooled in self._pool.clients)
         self._opened_at = time.monotonic()
         self._state = _OPEN
         return self
@@ -284,6 +287,7 @@ class ConnectionManager:
             now=anyio.current_time(),
             tokens=tokens,
         )
+        request.redactor = self._redactor  # what it logs hides the API keys
         if self._state != _OPEN:
             self._stats.failed += 1
             reason = "not open yet" if self._state == _NEW else "closed"

@@ -8,6 +8,7 @@ from typing import Any
 from . import _constants as C
 from ._errors import InvalidSessionIdError, LLMPoolError
 from ._pool import PooledClient, Upstream
+from ._redact import DEFAULT_REDACTOR, Redactor
 from ._retry import RetryDecision
 from ._types import Priority
 
@@ -78,6 +79,7 @@ class Request:
         "last_upstream",
         "lease",
         "priority",
+        "redactor",
         "seq",
         "session_id",
         "session_key",
@@ -111,6 +113,7 @@ class Request:
         self.ticket: Upstream | None = None  # upstream whose budget the grant reserved
         self.current_upstream: Upstream | None = None  # upstream of the running attempt
         self.used_tokens: int | None = None  # the response's usage.total_tokens, when seen
+        self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
         """Build a typed error carrying this request's context."""
@@ -125,8 +128,15 @@ class Request:
         )
 
     def log(self, level: int, event: str, message: str, **fields: Any) -> None:
-        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``."""
+        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``.
+
+        Secrets (the manager's API keys, anything shaped like an OpenAI key) are replaced in
+        ``message`` and in every string of ``extra``, so an upstream that echoes the key in an
+        error body does not put it in the logs. Nothing is formatted or redacted when the
+        logger does not log ``level``.
+        """
         if logger.isEnabledFor(level):
+            redact = self.redactor
             extra = {
                 "llmpool_event": event,
                 "request_id": self.id,
@@ -135,4 +145,7 @@ class Request:
                 "attempt": self.attempts,
                 **fields,
             }
-            logger.log(level, "%s %s: %s", self.id, event, message, extra=extra)
+            for name, value in extra.items():
+                if isinstance(value, str):
+                    extra[name] = redact(value)
+            logger.log(level, "%s %s: %s", self.id, event, redact(message), extra=extra)
