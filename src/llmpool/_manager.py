@@ -37,7 +37,7 @@ from ._errors import (
     RequestTooLargeError,
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
-from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
+from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, adapt_factory, default_client
 from ._redact import DEFAULT_REDACTOR, Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
@@ -69,19 +69,22 @@ class ConnectionManager:
 
     Args:
         config: pool, admission, timeout and retry settings; ``PoolConfig()`` by default.
-        client_factory: ``factory(index) -> AsyncOpenAI``, called once per pool index
-            (0 to ``pool_size - 1``) on entering the context. The default builds
-            ``AsyncOpenAI(max_retries=0)`` from the ``OPENAI_*`` environment variables. A
-            client with ``max_retries != 0`` is replaced by a copy with ``max_retries=0``.
-            Clients with the same API key and base URL form one upstream (shared cooldown).
-            The manager owns the clients and closes them when it closes.
+        client_factory: ``factory(index) -> AsyncOpenAI`` or ``factory() -> AsyncOpenAI``
+            (``ClientFactory``), called once per pool index (0 to ``pool_size - 1``) on
+            entering the context; the form is read from its signature, and anything else
+            (not callable, two required parameters) raises ``TypeError`` here, at
+            construction. The default builds ``AsyncOpenAI(max_retries=0)`` from the
+            ``OPENAI_*`` environment variables. A client with ``max_retries != 0`` is replaced
+            by a copy with ``max_retries=0``. Clients with the same API key and base URL form
+            one upstream (shared cooldown). The manager owns the clients and closes them when
+            it closes.
     """
 
     def __init__(
         self, config: PoolConfig | None = None, *, client_factory: ClientFactory | None = None
     ) -> None:
         self.config = config if config is not None else PoolConfig()
-        self._factory = client_factory if client_factory is not None else default_client
+        self._factory = default_client if client_factory is None else adapt_factory(client_factory)
         self._scheduler = Scheduler(
             max_concurrency=self.config.max_concurrency,
             max_queue_size=self.config.max_queue_size,
