@@ -13,7 +13,7 @@ from llmpool import ENV_VARS, PoolConfig, Priority, RateLimitPolicy, RetryPolicy
 from llmpool import _constants as C
 
 
-def test_defaults_follow_the_seed() -> None:
+def test_defaults() -> None:
     """Defaults: 5 clients, 3 concurrent, 120 s queue timeout, 180 s request timeout."""
     config = PoolConfig()
     assert (config.pool_size, config.max_concurrency) == (5, 3)

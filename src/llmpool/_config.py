@@ -108,8 +108,8 @@ class RateLimitPolicy(BaseModel):
 class PoolConfig(BaseModel):
     """Settings of a ``ConnectionManager``.
 
-    Defaults follow seed 000: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s
-    request timeout. Every duration is in seconds.
+    Defaults: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s request timeout.
+    Every duration is in seconds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

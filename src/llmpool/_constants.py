@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# Pool and admission (seed 000: 5 clients, 3 concurrent, 120 s queue, 180 s request).
+# Pool and admission: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s per attempt.
 DEFAULT_POOL_SIZE: Final = 5
 DEFAULT_MAX_CONCURRENCY: Final = 3
 DEFAULT_MAX_QUEUE_SIZE: Final = 1000
@@ -34,7 +34,7 @@ DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 MAX_ESTIMATE_DEPTH: Final = 64
 MAX_ESTIMATE_NODES: Final = 100_000
 
-# Session ids travel in this header (seed 000) and are limited to this many characters.
+# Session ids travel upstream in this header and are limited to this many characters.
 SESSION_HEADER: Final = "x-session-id"
 MAX_SESSION_ID_LENGTH: Final = 128
 
