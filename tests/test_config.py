@@ -13,7 +13,7 @@ from llmpool import ENV_VARS, PoolConfig, Priority, RateLimitPolicy, RetryPolicy
 from llmpool import _constants as C
 
 
-def test_defaults_follow_the_seed() -> None:
+def test_defaults() -> None:
     """Defaults: 5 clients, 3 concurrent, 120 s queue timeout, 180 s request timeout."""
     config = PoolConfig()
     assert (config.pool_size, config.max_concurrency) == (5, 3)
@@ -99,11 +99,69 @@ def test_from_env_reads_every_variable() -> None:
     )
 
 
-def test_from_env_overrides_and_errors() -> None:
-    """Keyword overrides win; a bad variable's error names the field."""
+def test_from_env_overrides_win() -> None:
+    """A keyword override takes precedence over its variable."""
     assert PoolConfig.from_env({"LLMPOOL_POOL_SIZE": "8"}, pool_size=2).pool_size == 2
-    with pytest.raises(pydantic.ValidationError, match="max_concurrency"):
-        PoolConfig.from_env({"LLMPOOL_MAX_CONCURRENCY": "zero"})
+    # The override replaces the bad value: nothing left to complain about.
+    assert PoolConfig.from_env({"LLMPOOL_QUEUE_TIMEOUT": "abc"}, queue_timeout=5).queue_timeout == 5
+
+
+def test_from_env_merges_a_mapping_override_over_the_policy_variables() -> None:
+    """retry={...} / rate_limit={...} set only the keys given; the variables fill the rest."""
+    env = {
+        "LLMPOOL_RETRY_MAX_ATTEMPTS": "6",
+        "LLMPOOL_RETRY_JITTER": "0",
+        "LLMPOOL_RATE_LIMIT_RPM": "600",
+        "LLMPOOL_RATE_LIMIT_BURST": "2.5",
+    }
+    config = PoolConfig.from_env(env, retry={"max_attempts": 2}, rate_limit={"burst": 5.0})
+    assert (config.retry.max_attempts, config.retry.jitter) == (2, 0.0)
+    assert (config.rate_limit.requests_per_minute, config.rate_limit.burst) == (600, 5.0)
+
+
+def test_from_env_policy_instance_replaces_the_policy_variables() -> None:
+    """retry=RetryPolicy(...) is the whole policy: LLMPOOL_RETRY_* no longer apply."""
+    env = {"LLMPOOL_RETRY_JITTER": "0", "LLMPOOL_RATE_LIMIT_RPM": "600"}
+    config = PoolConfig.from_env(
+        env, retry=RetryPolicy(max_attempts=2), rate_limit=RateLimitPolicy()
+    )
+    assert config.retry == RetryPolicy(max_attempts=2)
+    assert config.rate_limit == RateLimitPolicy()
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("LLMPOOL_QUEUE_TIMEOUT", "abc", "Input should be a valid number"),
+        ("LLMPOOL_MAX_CONCURRENCY", "zero", "Input should be a valid integer"),
+        ("LLMPOOL_POOL_SIZE", "2000", "Input should be less than or equal to 1024"),
+        ("LLMPOOL_RETRY_MAX_ATTEMPTS", "0", "Input should be greater than or equal to 1"),
+        ("LLMPOOL_RATE_LIMIT_RPM", "", "Input should be a valid integer"),
+        ("LLMPOOL_RATE_LIMIT_LEARN_FROM_HEADERS", "maybe", "Input should be a valid boolean"),
+    ],
+    ids=["float", "int", "bound", "nested-bound", "empty", "bool"],
+)
+def test_from_env_errors_name_the_variable(var: str, value: str, message: str) -> None:
+    """An invalid variable's error is located at the variable, with its value and the reason."""
+    with pytest.raises(pydantic.ValidationError) as info:
+        PoolConfig.from_env({var: value})
+    (error,) = info.value.errors()
+    assert error["loc"] == (var,)
+    assert (error["input"], error["msg"][: len(message)]) == (value, message)
+    text = str(info.value)
+    assert f"\n{var}\n  {message}" in text
+    assert f"input_value={value!r}" in text
+
+
+def test_from_env_errors_keep_field_names_for_overrides_and_cross_field_rules() -> None:
+    """Only values read from a variable are renamed: an override's error names its field."""
+    with pytest.raises(pydantic.ValidationError) as info:
+        PoolConfig.from_env({"LLMPOOL_POOL_SIZE": "x"}, retry={"jitter": -1})
+    assert [e["loc"] for e in info.value.errors()] == [("LLMPOOL_POOL_SIZE",), ("retry", "jitter")]
+    bounds = {"LLMPOOL_RETRY_INITIAL_BACKOFF": "9", "LLMPOOL_RETRY_MAX_BACKOFF": "1"}
+    with pytest.raises(pydantic.ValidationError, match="initial_backoff") as info:
+        PoolConfig.from_env(bounds)
+    assert info.value.errors()[0]["loc"] == ("retry",)
 
 
 @pytest.mark.parametrize("value", ["high", "HIGH", "High", Priority.HIGH])
@@ -129,6 +187,7 @@ def test_exports_are_pinned() -> None:
         "DeadlineExceededError",
         "ErrorEvent",
         "InvalidConversationError",
+        "InvalidHeaderError",
         "InvalidSessionIdError",
         "LLMPoolError",
         "LatencyStats",
@@ -184,9 +243,11 @@ def test_error_tree() -> None:
         "RequestTimeoutError",
         "ManagerClosedError",
         "InvalidSessionIdError",
+        "InvalidHeaderError",
     ):
         assert issubclass(getattr(llmpool, name), llmpool.LLMPoolError)
     assert issubclass(llmpool.InvalidSessionIdError, ValueError)
+    assert issubclass(llmpool.InvalidHeaderError, ValueError)
     error = llmpool.QueueTimeoutError(
         "no slot", request_id="req_1", session_id="t1", attempts=2, waited=1.5, last_status=429
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmpool import RateLimitPolicy
-from llmpool._limits import TokenBucket, UpstreamLimits, parse_duration
+from llmpool import _constants as C
+from llmpool._limits import TokenBucket, UpstreamLimits, _header_int, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -28,6 +33,17 @@ from llmpool._limits import TokenBucket, UpstreamLimits, parse_duration
         ("nan", None),
         ("-3", None),
         (None, None),
+        ("1.5\u03bcs", 1.5e-6),  # Greek mu, which Go's ParseDuration accepts too
+        ("1.5\u00b5s", 1.5e-6),  # the micro sign Go prints
+        ("inf", None),
+        ("Infinity", None),
+        ("1e400", None),
+        ("1e3", None),
+        pytest.param("9" * 400, None, id="400-digits"),  # float() gives inf
+        pytest.param("9" * 400 + "s", None, id="400-digits-s"),
+        pytest.param("1" * 5000 + "h", None, id="5000-digits-h"),
+        ("\u0663s", None),  # ARABIC-INDIC DIGIT THREE: float() would read it as 3
+        ("1_000s", None),
     ],
     ids=repr,
 )
@@ -147,3 +163,78 @@ def test_rounding_dust_counts_as_refilled() -> None:
     assert bucket.wait_for(1, 1.0) == pytest.approx(1.0)
     bucket.level = 1.0 - 1e-12
     assert bucket.wait_for(1, 1.0) == 0.0
+
+
+JUNK_HEADER_VALUES = [
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e400",
+    "nan",
+    "NaN",
+    "-1",
+    "-0",
+    "+5",
+    "1e3",
+    "1_000",
+    "0x10",
+    "12abc",
+    "",
+    "   ",
+    "\x00",
+    "\u0661\u0662",  # ARABIC-INDIC DIGITS ONE TWO
+    "\uff11\uff12",  # FULLWIDTH DIGITS ONE TWO
+    pytest.param("9" * 16, id="16-digits"),  # one more than RATELIMIT_HEADER_MAX_DIGITS
+    pytest.param("9" * 400, id="400-digits"),  # float() gives inf: int(inf) raised OverflowError
+    pytest.param("9" * 5000, id="5000-digits"),  # int() refuses more than 4300 digits
+]
+
+
+@pytest.mark.parametrize("value", JUNK_HEADER_VALUES, ids=repr)
+def test_junk_rate_limit_headers_are_ignored(value: str) -> None:
+    """A limit or remaining header that is not a plain bounded decimal teaches nothing."""
+    limits = UpstreamLimits(RateLimitPolicy(), now=0.0)
+    headers = {
+        "x-ratelimit-limit-requests": value,
+        "x-ratelimit-remaining-requests": value,
+        "x-ratelimit-limit-tokens": value,
+        "x-ratelimit-remaining-tokens": value,
+        "x-ratelimit-reset-requests": value,
+    }
+    assert not limits.learn(headers, now=0.0)
+    assert not limits.limited
+    assert limits.learned_reset == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120),
+        (" 120 ", 120),
+        ("0", 0),
+        ("5.9", 5),  # a fraction is dropped
+        ("7.", 7),
+        ("9" * C.RATELIMIT_HEADER_MAX_DIGITS, 10**C.RATELIMIT_HEADER_MAX_DIGITS - 1),
+    ],
+    ids=repr,
+)
+def test_header_int_reads_plain_decimals(value: str, expected: int) -> None:
+    """Plain ASCII decimals up to RATELIMIT_HEADER_MAX_DIGITS digits are read."""
+    assert _header_int({"h": value}, "h") == expected
+
+
+@given(st.one_of(st.text(), st.floats().map(str), st.integers().map(str)))
+def test_rate_limit_header_parsing_never_raises(value: str) -> None:
+    """Whatever a header holds: None, or a bounded int / finite seconds >= 0."""
+    number = _header_int({"h": value}, "h")
+    assert number is None or 0 <= number < 10**C.RATELIMIT_HEADER_MAX_DIGITS
+    seconds = parse_duration(value)
+    assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+    UpstreamLimits(RateLimitPolicy(), now=0.0).learn(
+        {
+            f"x-ratelimit-{kind}-{unit}": value
+            for kind in ("limit", "remaining", "reset")
+            for unit in ("requests", "tokens")
+        },
+        now=0.0,
+    )

@@ -4,7 +4,7 @@ This module only re-exports. Imports inside the package point one way (each modu
 only those above it in this list):
 
     _constants, _types, _errors      constants, closed sets, the error tree
-    _tokens                          token estimates (pure)
+    _tokens, _headers, _redact       token estimates; HTTP header checks; log redaction (pure)
     _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
     _retry, _limits                  pure retry rules; rate-limit budgets (token buckets)
     _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
@@ -30,6 +30,7 @@ from ._conversation import Conversation as Conversation
 from ._errors import CompactionBudgetError as CompactionBudgetError
 from ._errors import DeadlineExceededError as DeadlineExceededError
 from ._errors import InvalidConversationError as InvalidConversationError
+from ._errors import InvalidHeaderError as InvalidHeaderError
 from ._errors import InvalidSessionIdError as InvalidSessionIdError
 from ._errors import LLMPoolError as LLMPoolError
 from ._errors import ManagerClosedError as ManagerClosedError
@@ -79,6 +80,7 @@ __all__ = [
     "DeadlineExceededError",
     "ErrorEvent",
     "InvalidConversationError",
+    "InvalidHeaderError",
     "InvalidSessionIdError",
     "LLMPoolError",
     "LatencyStats",

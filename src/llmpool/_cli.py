@@ -24,9 +24,9 @@ from ._types import Priority
 __all__ = ["build_parser", "main"]
 
 _DEMO_DESCRIPTION = """\
-Seed 000's "test multiple terminals", made real: N terminals (sessions terminal-1 ...) each
-send M requests, one after the other, with staggered starts and mixed priorities, all through
-one llmpool.ConnectionManager. Ends with a table per terminal and per priority and the
+Many terminals, one connection manager: N terminals (sessions terminal-1 ...) each send M
+requests, one after the other, with staggered starts and mixed priorities, all through one
+llmpool.ConnectionManager. Ends with a table per terminal and per priority and the
 manager's stats; exits 0 only if every request completed.
 
 Without --base-url (or OPENAI_BASE_URL) it runs against the simulated provider started

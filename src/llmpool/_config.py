@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Final, Literal, Self, TypeAlias
+from typing import Any, Final, Literal, Self, TypeAlias, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from . import _constants as C
 
@@ -22,6 +24,8 @@ Admission: TypeAlias = Literal["reject", "wait"]
 """What a new request does when the queue is full (and no lower-priority waiter can be evicted):
 ``"reject"``: ``QueueFullError`` at once; ``"wait"``: wait for a place (back-pressure), bounded by
 ``queue_timeout``."""
+
+_ERROR_TYPES: Final = frozenset(get_args(ErrorType))  # pydantic-core's built-in error types
 
 
 class RetryPolicy(BaseModel):
@@ -110,8 +114,8 @@ class RateLimitPolicy(BaseModel):
 class PoolConfig(BaseModel):
     """Settings of a ``ConnectionManager``.
 
-    Defaults follow seed 000: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s
-    request timeout. Every duration is in seconds.
+    Defaults: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s request timeout.
+    Every duration is in seconds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -160,27 +164,76 @@ class PoolConfig(BaseModel):
 
         Args:
             environ: the variables to read; ``os.environ`` by default.
-            **overrides: fields that take precedence over the environment.
+            **overrides: fields that take precedence over the environment. For a nested
+                policy (``retry``, ``rate_limit``) a mapping is merged over the values read
+                from that policy's variables (``retry={"max_attempts": 2}`` keeps
+                ``LLMPOOL_RETRY_JITTER``); a ``RetryPolicy`` / ``RateLimitPolicy`` instance
+                replaces the whole policy.
 
         Returns:
             The validated config; unset variables keep their defaults.
 
         Raises:
-            pydantic.ValidationError: a value is invalid; the message names the field.
+            pydantic.ValidationError: a value is invalid. An error about a value read from the
+                environment is located at the variable's name (``loc ==
+                ("LLMPOOL_QUEUE_TIMEOUT",)``, printed as the variable followed by pydantic's
+                message and the ``input_value``); an error about an override, or about several
+                fields of one policy at once (``initial_backoff`` over ``max_backoff``), names
+                the field as ``model_validate`` does.
         """
         env = os.environ if environ is None else environ
         data: dict[str, Any] = {}
-        nested: dict[str, dict[str, Any]] = {}
+        sources: dict[tuple[str | int, ...], str] = {}  # field path -> the variable that set it
         for var, field in ENV_VARS.items():
             if var in env:
-                group, dot, name = field.partition(".")
-                if dot:
-                    nested.setdefault(group, {})[name] = env[var]
+                path = tuple(field.split("."))
+                sources[path] = var
+                if len(path) == 2:
+                    data.setdefault(path[0], {})[path[1]] = env[var]
                 else:
                     data[field] = env[var]
-        data.update(nested)
-        data.update(overrides)
-        return cls.model_validate(data)
+        for name, value in overrides.items():
+            from_env = data.get(name)
+            if isinstance(from_env, dict) and isinstance(value, Mapping):
+                data[name] = {**from_env, **value}
+                for key in value:
+                    sources.pop((name, key), None)
+            else:
+                data[name] = value
+                for stale in [key for key in sources if key[0] == name]:
+                    del sources[stale]
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            if not sources:
+                raise
+            raise _name_variables(exc, sources) from None
+
+
+def _name_variables(
+    exc: ValidationError, sources: Mapping[tuple[str | int, ...], str]
+) -> ValidationError:
+    """``exc`` with each error about a value read from the environment located at its variable.
+
+    ``loc`` ``("retry", "max_attempts")`` becomes ``("LLMPOOL_RETRY_MAX_ATTEMPTS",)``; other
+    errors are kept as they are. The error types, messages and inputs are unchanged.
+    """
+    lines: list[InitErrorDetails] = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        for depth in (2, 1):  # a policy's field ("retry", "jitter"), then a top-level field
+            var = sources.get(loc[:depth])
+            if var is not None:
+                loc = (var, *loc[depth:])
+                break
+        kind: str | PydanticCustomError = error["type"]
+        if kind not in _ERROR_TYPES:  # a custom error type: rebuilt from its message
+            kind = PydanticCustomError(error["type"], error["msg"])
+        line: InitErrorDetails = {"type": kind, "loc": loc, "input": error["input"]}
+        if "ctx" in error:
+            line["ctx"] = error["ctx"]
+        lines.append(line)
+    return ValidationError.from_exception_data(exc.title, lines)
 
 
 class CallOptions(BaseModel):

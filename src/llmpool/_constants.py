@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# Pool and admission (seed 000: 5 clients, 3 concurrent, 120 s queue, 180 s request).
+# Pool and admission: 5 clients, 3 concurrent attempts, 120 s queue timeout, 180 s per attempt.
 DEFAULT_POOL_SIZE: Final = 5
 DEFAULT_MAX_CONCURRENCY: Final = 3
 DEFAULT_MAX_QUEUE_SIZE: Final = 1000
@@ -28,7 +28,13 @@ DEFAULT_JITTER: Final = 1.0
 # A server hint (Retry-After / retry-after-ms) longer than this is not waited out: give up.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 
-# Session ids travel in this header (seed 000) and are limited to this many characters.
+# Token estimates (_tokens.estimate_tokens): nesting deeper than this is not followed, and one
+# estimate counts at most this many values (containers, strings, numbers...), which bounds its
+# time to tens of milliseconds of CPU whatever the caller passes.
+MAX_ESTIMATE_DEPTH: Final = 64
+MAX_ESTIMATE_NODES: Final = 100_000
+
+# Session ids travel upstream in this header and are limited to this many characters.
 SESSION_HEADER: Final = "x-session-id"
 MAX_SESSION_ID_LENGTH: Final = 128
 
@@ -42,6 +48,12 @@ RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 NON_TRANSIENT_429_CODES: Final = frozenset({"insufficient_quota"})
 
 LOGGER_NAME: Final = "llmpool"
+# Log redaction (docs/logging.md): configured API keys of at least this many characters are
+# replaced in every record llmpool logs; a hidden secret this long or longer keeps its first 3
+# and last 4 characters as a hint (sk-...wxyz), a shorter one becomes REDACTED.
+MIN_REDACTED_SECRET_LENGTH: Final = 8
+REDACTION_HINT_MIN_LENGTH: Final = 20
+REDACTED: Final = "[REDACTED]"
 
 # Provider rate limits (docs/limits.md). Token buckets per upstream: a bucket holds
 # ``limit * RATE_LIMIT_BURST / 60`` units (one second of quota: OpenAI's guide says limits "may
@@ -53,6 +65,9 @@ DEFAULT_RATE_LIMIT_BURST: Final = 1.0
 DEFAULT_OUTPUT_TOKEN_ESTIMATE: Final = 256
 # The API's rate-limit headers (OpenAI "Rate limits" guide).
 RATELIMIT_HEADER_PREFIX: Final = "x-ratelimit-"
+# An x-ratelimit-limit-*/remaining-* value with more digits than this is ignored as junk: 10**15
+# per minute is far above any provider's limit, and a bound keeps the buckets' floats exact.
+RATELIMIT_HEADER_MAX_DIGITS: Final = 15
 
 # `llmpool demo` (docs/demo.md): terminals x requests, seconds between terminal starts.
 DEMO_TERMINALS: Final = 5

@@ -14,7 +14,9 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     ├── RequestTooLargeError    the request's estimated tokens exceed every upstream's
     │                           tokens-per-minute limit: it could never be admitted
     ├── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
-    │                           printable ASCII characters
+    │                           printable ASCII characters without leading/trailing spaces
+    ├── InvalidHeaderError      (also a ValueError) an ``extra_headers`` name or value that
+    │                           HTTP cannot carry (RFC 9110): refused before queueing
     ├── StreamInterruptedError  a recovering stream broke after output reached the caller
     │                           (never restarted); carries the partial text and items
     └── InvalidConversationError (also a ValueError) a conversation item the sanitizer cannot
@@ -35,6 +37,7 @@ __all__ = [
     "CompactionBudgetError",
     "DeadlineExceededError",
     "InvalidConversationError",
+    "InvalidHeaderError",
     "InvalidSessionIdError",
     "LLMPoolError",
     "ManagerClosedError",
@@ -141,7 +144,21 @@ class RequestTooLargeError(LLMPoolError):
 
 
 class InvalidSessionIdError(LLMPoolError, ValueError):
-    """A session id is not a non-empty string of at most 128 printable characters."""
+    """A session id is not a non-empty string of at most 128 printable characters.
+
+    The id travels as an HTTP header value, so it may not begin or end with a space either
+    (RFC 9110 §5.5).
+    """
+
+
+class InvalidHeaderError(LLMPoolError, ValueError):
+    """An ``extra_headers`` entry of a façade call that HTTP cannot carry.
+
+    Raised at once, before queueing, and never retried: a name that is not an RFC 9110 token,
+    or a value with a control character (CR, LF, NUL…), a non-ASCII character, or leading or
+    trailing whitespace. The message names the header and the position, e.g.
+    ``extra_headers['x-trace']: value ' abc' starts with whitespace (position 0); …``.
+    """
 
 
 class StreamInterruptedError(LLMPoolError):

@@ -32,6 +32,7 @@ from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typi
 from . import _constants as C
 from ._config import CallOptions
 from ._errors import ManagerClosedError
+from ._headers import validate_extra_headers
 from ._request import Request
 from ._tokens import estimate_tokens
 from ._types import Priority
@@ -237,6 +238,7 @@ class ManagerView:
         return await manager._execute(request, fn, inject_session=True)
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        validate_extra_headers(params.get("extra_headers"))  # before queueing, never retried
         if self.session_id is not None:
             headers = dict(params.get("extra_headers") or {})
             headers[C.SESSION_HEADER] = self.session_id

@@ -30,13 +30,21 @@ __all__ = ["TokenBucket", "UpstreamLimits", "parse_duration"]
 
 _EPSILON: Final = 1e-9  # units; a deficit this small counts as none
 
+# x-ratelimit-limit-* / remaining-* values: plain decimal integers (OpenAI "Rate limits" guide).
+_HEADER_INT: Final = re.compile(rf"([0-9]{{1,{C.RATELIMIT_HEADER_MAX_DIGITS}}})(?:\.[0-9]*)?")
+
 # Go's time.Duration.String() units, as OpenAI formats x-ratelimit-reset-* values. A regular
-# expression is the whole parser: no library on PyPI parses exactly this format.
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# expression is the whole parser: no library on PyPI parses exactly this format. Digits are
+# ASCII only ([0-9], not \d, which also matches other scripts' digits); micro is U+00B5 (what
+# Go prints) or U+03BC (which Go's ParseDuration also accepts).
+_NUMBER: Final = r"[0-9]+(?:\.[0-9]+)?"
+_BARE_NUMBER: Final = re.compile(_NUMBER)
+_DURATION_PART: Final = re.compile(rf"({_NUMBER})(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _UNIT_SECONDS: Final = {
     "ns": 1e-9,
     "us": 1e-6,
-    "µs": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
     "ms": 1e-3,
     "s": 1.0,
     "m": 60.0,
@@ -47,38 +55,41 @@ _UNIT_SECONDS: Final = {
 def parse_duration(text: str | None) -> float | None:
     """Seconds in a Go-style duration such as ``"6m0s"``, ``"1.5s"``, ``"20ms"``.
 
-    A bare number is taken as seconds. Returns ``None`` for ``None``, empty or malformed text.
+    A bare number is taken as seconds. Never raises: ``None``, empty, malformed or non-finite
+    text (``inf``, ``nan``, 400 digits) gives ``None``.
     """
-    if text is None:
+    if not isinstance(text, str):
         return None
     text = text.strip()
     if not text:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        pass
+    if _BARE_NUMBER.fullmatch(text):
+        total = float(text)
     else:
-        return value if math.isfinite(value) and value >= 0 else None
-    position = 0
-    total = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
+        position = 0
+        total = 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != position:
+                return None
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            position = match.end()
+        if position != len(text):
             return None
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    return total if position == len(text) else None
+    return total if math.isfinite(total) else None
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """The header's value as an int in [0, 10**RATELIMIT_HEADER_MAX_DIGITS), else ``None``.
+
+    Total: junk in a header must never change the caller's outcome, so anything but plain
+    ASCII decimal digits (an optional fraction is dropped) is ignored: ``inf``, ``nan``,
+    ``1e400``, ``-1``, ``1e3``, ``1_000``, non-ASCII digits, a 400-digit number.
+    """
     raw = headers.get(name)
-    if raw is None:
+    if not isinstance(raw, str):
         return None
-    try:
-        value = int(float(raw))
-    except ValueError:
-        return None
-    return value if value >= 0 else None
+    match = _HEADER_INT.fullmatch(raw.strip())
+    return None if match is None else int(match.group(1))
 
 
 class TokenBucket:

@@ -38,7 +38,8 @@ from ._errors import (
     RequestTooLargeError,
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
-from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
+from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, adapt_factory, default_client
+from ._redact import DEFAULT_REDACTOR, Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueEvicted, QueueFull, Scheduler
@@ -69,19 +70,22 @@ class ConnectionManager:
 
     Args:
         config: pool, admission, timeout and retry settings; ``PoolConfig()`` by default.
-        client_factory: ``factory(index) -> AsyncOpenAI``, called once per pool index
-            (0 to ``pool_size - 1``) on entering the context. The default builds
-            ``AsyncOpenAI(max_retries=0)`` from the ``OPENAI_*`` environment variables. A
-            client with ``max_retries != 0`` is replaced by a copy with ``max_retries=0``.
-            Clients with the same API key and base URL form one upstream (shared cooldown).
-            The manager owns the clients and closes them when it closes.
+        client_factory: ``factory(index) -> AsyncOpenAI`` or ``factory() -> AsyncOpenAI``
+            (``ClientFactory``), called once per pool index (0 to ``pool_size - 1``) on
+            entering the context; the form is read from its signature, and anything else
+            (not callable, two required parameters) raises ``TypeError`` here, at
+            construction. The default builds ``AsyncOpenAI(max_retries=0)`` from the
+            ``OPENAI_*`` environment variables. A client with ``max_retries != 0`` is replaced
+            by a copy with ``max_retries=0``. Clients with the same API key and base URL form
+            one upstream (shared cooldown). The manager owns the clients and closes them when
+            it closes.
     """
 
     def __init__(
         self, config: PoolConfig | None = None, *, client_factory: ClientFactory | None = None
     ) -> None:
         self.config = config if config is not None else PoolConfig()
-        self._factory = client_factory if client_factory is not None else default_client
+        self._factory = default_client if client_factory is None else adapt_factory(client_factory)
         self._scheduler = Scheduler(
             max_concurrency=self.config.max_concurrency,
             max_queue_size=self.config.max_queue_size,
@@ -104,6 +108,7 @@ class ConnectionManager:
         # move_on_after() look the backend up (sniffio) on every call; a manager lives in one
         # event loop, so its backend's class is built directly (what anyio does itself).
         self._scope: type[anyio.CancelScope] = anyio.CancelScope
+        self._redactor = DEFAULT_REDACTOR  # on entry: also the clients' API keys
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +123,7 @@ class ConnectionManager:
             rate_limit=self.config.rate_limit,
             now=anyio.current_time(),
         )
+        self._redactor = Redactor.for_clients(pooled.client for pooled in self._pool.clients)
         self._opened_at = time.monotonic()
         self._state = _OPEN
         return self
@@ -340,6 +346,7 @@ class ConnectionManager:
         )
         if options is not None:
             _apply(request, options, now)
+        request.redactor = self._redactor  # what it logs hides the API keys
         if self._state != _OPEN:
             self._stats.failed += 1
             reason = "not open yet" if self._state == _NEW else "closed"

@@ -11,18 +11,83 @@ admission check the scheduler runs before it grants a slot.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 from collections.abc import Callable
+from typing import cast
 
 import openai
 
 from ._config import RateLimitPolicy
 from ._limits import UpstreamLimits
 
-__all__ = ["ClientFactory", "ClientPool", "PooledClient", "default_client"]
+__all__ = ["ClientFactory", "ClientPool", "PooledClient", "adapt_factory", "default_client"]
 
-ClientFactory = Callable[[int], openai.AsyncOpenAI]
-"""Builds the client at a pool index (0 to ``pool_size - 1``)."""
+ClientFactory = Callable[[int], openai.AsyncOpenAI] | Callable[[], openai.AsyncOpenAI]
+"""Builds one pooled client: ``factory(index) -> AsyncOpenAI`` or ``factory() -> AsyncOpenAI``.
+
+The first form gets the pool index (0 to ``pool_size - 1``), to spread the pool over several
+endpoints or keys; the second suits a pool of identical clients
+(``lambda: openai.AsyncOpenAI(base_url=...)``). ``adapt_factory`` tells them apart.
+"""
+
+_FACTORY_FORMS = (
+    "write client_factory=lambda index: openai.AsyncOpenAI(...) (index: the pool index, 0 to "
+    "pool_size - 1) or client_factory=lambda: openai.AsyncOpenAI(...)"
+)
+
+
+def adapt_factory(factory: object) -> Callable[[int], openai.AsyncOpenAI]:
+    """``factory`` as a function of the pool index, whichever ``ClientFactory`` form it has.
+
+    The signature is read once, with ``inspect.signature``: a callable that accepts one
+    positional argument (``def f(index)``, ``lambda i=0: ...``, ``def f(*args)``) is called
+    with the index; one that accepts no argument (``lambda: ...``, ``openai.AsyncOpenAI``
+    itself, whose parameters are keyword-only) is called with none. A callable whose
+    signature cannot be read (some builtins and C extensions) is called with the index.
+
+    Args:
+        factory: the ``client_factory`` given to ``ConnectionManager``.
+
+    Returns:
+        ``factory`` itself, or a wrapper calling ``factory()`` and ignoring the index.
+
+    Raises:
+        TypeError: ``factory`` is not callable (e.g. an ``AsyncOpenAI`` instance instead of a
+            function that builds one), or can be called neither with one positional argument
+            nor with none (two required parameters, a required keyword-only one).
+    """
+    if not callable(factory):
+        raise TypeError(
+            f"client_factory must be callable, got {type(factory).__name__}; {_FACTORY_FORMS}"
+        )
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read: the documented form
+        return cast(Callable[[int], openai.AsyncOpenAI], factory)
+    if _accepts(signature, 0):
+        return cast(Callable[[int], openai.AsyncOpenAI], factory)
+    if _accepts(signature):
+        build = cast(Callable[[], openai.AsyncOpenAI], factory)
+
+        def indexed(index: int) -> openai.AsyncOpenAI:
+            del index  # a zero-argument factory builds every client alike
+            return build()
+
+        return indexed
+    name = getattr(factory, "__qualname__", type(factory).__name__)
+    raise TypeError(
+        f"client_factory {name}{signature} can be called neither as factory(index) nor as "
+        f"factory(); {_FACTORY_FORMS}"
+    )
+
+
+def _accepts(signature: inspect.Signature, *args: object) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
 
 
 def default_client(index: int) -> openai.AsyncOpenAI:

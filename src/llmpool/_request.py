@@ -8,6 +8,7 @@ from typing import Any
 from . import _constants as C
 from ._errors import InvalidSessionIdError, LLMPoolError
 from ._pool import PooledClient, Upstream
+from ._redact import DEFAULT_REDACTOR, Redactor
 from ._retry import RetryDecision
 from ._types import Priority
 
@@ -25,15 +26,16 @@ def validate_session_id(session_id: str | None) -> str | None:
     """Check a caller's session id.
 
     Args:
-        session_id: ``None``, or 1 to 128 printable ASCII characters (it travels in the
-            ``x-session-id`` HTTP header, which allows no control characters).
+        session_id: ``None``, or 1 to 128 printable ASCII characters, the first and the last
+            not a space (it travels in the ``x-session-id`` HTTP header, whose value allows no
+            control characters and no leading or trailing whitespace, RFC 9110 §5.5).
 
     Returns:
         ``session_id`` unchanged.
 
     Raises:
-        InvalidSessionIdError: the id is not a string, is empty, too long, or has a control or
-            non-ASCII character; the message says which.
+        InvalidSessionIdError: the id is not a string, is empty, too long, has a control or
+            non-ASCII character, or begins or ends with a space; the message says which.
     """
     if session_id is None:
         return None
@@ -54,6 +56,15 @@ def validate_session_id(session_id: str | None) -> str | None:
                 f"session_id has a control or non-ASCII character {char!r} at position "
                 f"{position}; only printable ASCII is allowed"
             )
+    # RFC 9110 §5.5: a header value has no leading or trailing whitespace. httpx would accept
+    # the id, and h11 refuse it while sending: an APIConnectionError, retried, never sent.
+    if session_id[0] == " " or session_id[-1] == " ":
+        where = "starts" if session_id[0] == " " else "ends"
+        position = 0 if where == "starts" else len(session_id) - 1
+        raise InvalidSessionIdError(
+            f"session_id {session_id!r} {where} with a space (position {position}); an HTTP "
+            "header value cannot begin or end with whitespace (RFC 9110 §5.5)"
+        )
     return session_id
 
 
@@ -75,6 +86,7 @@ class Request:
         "priority",
         "probe",
         "queue_timeout",
+        "redactor",
         "request_timeout",
         "seq",
         "session_id",
@@ -123,6 +135,7 @@ class Request:
         self.admission = admission  # "reject" or "wait" when the queue is full
         self.last_error: Exception | None = None  # the last attempt's error
         self.probe: Upstream | None = None  # the upstream whose half-open probe this is
+        self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
         """Build a typed error carrying this request's context."""
@@ -137,8 +150,15 @@ class Request:
         )
 
     def log(self, level: int, event: str, message: str, **fields: Any) -> None:
-        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``."""
+        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``.
+
+        Secrets (the manager's API keys, anything shaped like an OpenAI key) are replaced in
+        ``message`` and in every string of ``extra``, so an upstream that echoes the key in an
+        error body does not put it in the logs. Nothing is formatted or redacted when the
+        logger does not log ``level``.
+        """
         if logger.isEnabledFor(level):
+            redact = self.redactor
             extra = {
                 "llmpool_event": event,
                 "request_id": self.id,
@@ -147,4 +167,7 @@ class Request:
                 "attempt": self.attempts,
                 **fields,
             }
-            logger.log(level, "%s %s: %s", self.id, event, message, extra=extra)
+            for name, value in extra.items():
+                if isinstance(value, str):
+                    extra[name] = redact(value)
+            logger.log(level, "%s %s: %s", self.id, event, redact(message), extra=extra)

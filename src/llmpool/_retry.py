@@ -53,7 +53,8 @@ def parse_retry_after(
 
     ``retry-after-ms`` (milliseconds, OpenAI's) wins over ``Retry-After``, which is either
     delay-seconds or an HTTP-date (MDN, "Retry-After"; RFC 9110 §10.2.3). A date in the past
-    gives 0. Malformed, negative or non-finite values are ignored.
+    gives 0. Malformed, negative or non-finite values, and dates the ``datetime`` module cannot
+    represent (year 99999999999), are ignored: this never raises.
 
     Args:
         headers: response headers; names are matched case-insensitively if ``headers`` is an
@@ -73,10 +74,10 @@ def parse_retry_after(
     if seconds is not None:
         return seconds
     try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - now())
+        when = email.utils.parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None  # OverflowError: a year past the C int range; OSError: mktime's range
+    return max(0.0, when - now())
 
 
 def _number(raw: str | None) -> float | None:

@@ -1,8 +1,8 @@
 """Live statistics: counters and latency windows, and the immutable ``ConnectionStats`` snapshot.
 
-``ConnectionStats.model_dump(by_alias=True)`` has seed 000's keys (``activeConnections``,
-``queuedRequests``, ``completedRequests``, ``failedRequests``, ``totalTimeouts``, ``timestamp``,
-``uptime``) plus llmpool's own, all in camelCase.
+``ConnectionStats.model_dump(by_alias=True)`` gives every field under a camelCase key
+(``activeConnections``, ``queuedRequests``, ``completedRequests``, ``failedRequests``,
+``totalTimeouts``, ``timestamp``, ``uptime``, ...), ready for a JSON stats endpoint.
 """
 
 from __future__ import annotations
