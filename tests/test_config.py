@@ -9,7 +9,14 @@ import pydantic
 import pytest
 
 import llmpool
-from llmpool import ENV_VARS, PoolConfig, Priority, RateLimitPolicy, RetryPolicy
+from llmpool import (
+    ENV_VARS,
+    CircuitPolicy,
+    PoolConfig,
+    Priority,
+    RateLimitPolicy,
+    RetryPolicy,
+)
 from llmpool import _constants as C
 
 
@@ -80,6 +87,13 @@ def test_from_env_reads_every_variable() -> None:
         "LLMPOOL_RETRY_MAX_BACKOFF": "10",
         "LLMPOOL_RETRY_JITTER": "0",
         "LLMPOOL_RETRY_MAX_RETRY_AFTER": "90",
+        "LLMPOOL_RETRY_BUDGET_PERCENT": "50",
+        "LLMPOOL_RETRY_MIN_RETRY_CONCURRENCY": "1",
+        "LLMPOOL_CIRCUIT_ENABLED": "false",
+        "LLMPOOL_CIRCUIT_FAILURE_THRESHOLD": "9",
+        "LLMPOOL_CIRCUIT_INITIAL_COOLDOWN": "0.25",
+        "LLMPOOL_CIRCUIT_MAX_COOLDOWN": "12",
+        "LLMPOOL_CIRCUIT_JITTER": "0.1",
         "LLMPOOL_RATE_LIMIT_RPM": "600",
         "LLMPOOL_RATE_LIMIT_TPM": "30000",
         "LLMPOOL_RATE_LIMIT_BURST": "2.5",
@@ -92,7 +106,16 @@ def test_from_env_reads_every_variable() -> None:
     assert (config.queue_timeout, config.request_timeout, config.shutdown_grace) == (30, 60.5, 2)
     assert (config.starvation_limit, config.admission) == (3, "wait")
     assert config.retry == RetryPolicy(
-        max_attempts=6, initial_backoff=0.25, max_backoff=10, jitter=0, max_retry_after=90
+        max_attempts=6,
+        initial_backoff=0.25,
+        max_backoff=10,
+        jitter=0,
+        max_retry_after=90,
+        budget_percent=50,
+        min_retry_concurrency=1,
+    )
+    assert config.circuit == CircuitPolicy(
+        enabled=False, failure_threshold=9, initial_cooldown=0.25, max_cooldown=12, jitter=0.1
     )
     assert config.rate_limit == RateLimitPolicy(
         requests_per_minute=600, tokens_per_minute=30000, burst=2.5, learn_from_headers=False
@@ -177,6 +200,7 @@ def test_exports_are_pinned() -> None:
         "Admission",
         "CallOptions",
         "ChunkEvent",
+        "CircuitPolicy",
         "ClientFactory",
         "CompactionBudgetError",
         "CompleteEvent",
@@ -193,6 +217,7 @@ def test_exports_are_pinned() -> None:
         "LatencyStats",
         "ManagerClosedError",
         "ManagerView",
+        "ModelRateLimit",
         "PoolConfig",
         "PooledStream",
         "Priority",

@@ -20,6 +20,7 @@ from trio.testing import MockClock
 
 from llmpool import (
     ConnectionManager,
+    ModelRateLimit,
     PoolConfig,
     QueueFullError,
     QueueTimeoutError,
@@ -282,17 +283,25 @@ def test_no_lost_wakeup_under_event_loop_stalls(backend: str, seed: int) -> None
 
 
 async def stalled_admission_run(seed: int, requests: int = 200) -> dict[str, Any]:
-    """Like ``stalled_run``, with a queue of 24 that overflows: random priorities, LOW callers
+    """Like ``stalled_run``, with a queue of 24 that overflows: two models with their own
+    budgets, random priorities, LOW callers
     waiting for a place (``admission="wait"``), HIGH and NORMAL evicting the newest LOW,
     random cancellations, while the loop stalls before re-check deadlines."""
     rng = random.Random(seed)
+    # Two models with their own budgets ("big" paced harder): waiters of one overtake a head
+    # blocked on the other's budget.
     config = PoolConfig(
         pool_size=2,
         max_concurrency=3,
         max_queue_size=24,
         queue_timeout=10.0,
-        rate_limit=RateLimitPolicy(requests_per_minute=6000, burst=0.05),
+        rate_limit=RateLimitPolicy(
+            requests_per_minute=6000,
+            burst=0.05,
+            models={"big": ModelRateLimit(requests_per_minute=3000)},
+        ),
     )
+    models = [rng.choice(["big", "small"]) for _ in range(requests)]
     plan = [
         (
             rng.choice(["high", "normal", "low"]),
@@ -318,7 +327,7 @@ async def stalled_admission_run(seed: int, requests: int = 200) -> dict[str, Any
             if cancel_after is not None:
                 scope.deadline = anyio.current_time() + cancel_after
             try:
-                outcomes[i].append("ok" if await view.run(fn) == i else "wrong")
+                outcomes[i].append("ok" if await view.run(fn, model=models[i]) == i else "wrong")
             except Exception as exc:
                 outcomes[i].append(type(exc).__name__)
         if scope.cancelled_caught:

@@ -335,3 +335,30 @@ def test_grant_between_poll_timeout_and_wakeup_is_not_lost() -> None:
     granted, in_use = anyio.run(main, backend="asyncio")
     assert granted, "the waiter was granted a slot but never woke"
     assert in_use == 1
+
+
+def test_other_budget_key_overtakes_a_blocked_head_same_key_does_not() -> None:
+    """The gate holds back key "big": a later "small" waiter is granted past the blocked
+    head; a later "big" waiter is not (no overtaking within one budget)."""
+    blocked = {"big"}
+
+    def gate(claim: object) -> float:
+        return 1.0 if claim in blocked else 0.0
+
+    scheduler = Scheduler(
+        max_concurrency=3, max_queue_size=10, starvation_limit=10, gate=gate, gate_key=str
+    )
+    assert scheduler.try_acquire("small")
+    assert scheduler.try_acquire("small")
+    big_head = scheduler.enqueue(HIGH, "a", 1, claim="big")
+    big_late = scheduler.enqueue(HIGH, "b", 2, claim="big")
+    small = scheduler.enqueue(LOW, "c", 3, claim="small")
+    scheduler.kick()
+    assert (big_head.granted, big_late.granted, small.granted) == (False, False, True)
+    scheduler.release()  # a slot frees: the blocked head still cannot go, nor can "big" late
+    assert (big_head.granted, big_late.granted) == (False, False)
+    blocked.clear()
+    scheduler.kick()
+    assert big_head.granted
+    assert not big_late.granted  # no slot left: 3 in use
+    assert scheduler.queued == 1

@@ -6,7 +6,8 @@ only those above it in this list):
     _constants, _types, _errors      constants, closed sets, the error tree
     _tokens, _headers, _redact       token estimates; HTTP header checks; log redaction (pure)
     _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
-    _retry, _limits                  pure retry rules; rate-limit budgets (token buckets)
+    _limits, _breaker, _retry        rate-limit budgets (token buckets); circuit breaker;
+                                     pure retry rules
     _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
     _stats, _request                 snapshots; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
@@ -23,6 +24,8 @@ never imported from here.
 from ._config import ENV_VARS as ENV_VARS
 from ._config import Admission as Admission
 from ._config import CallOptions as CallOptions
+from ._config import CircuitPolicy as CircuitPolicy
+from ._config import ModelRateLimit as ModelRateLimit
 from ._config import PoolConfig as PoolConfig
 from ._config import RateLimitPolicy as RateLimitPolicy
 from ._config import RetryPolicy as RetryPolicy
@@ -70,6 +73,7 @@ __all__ = [
     "Admission",
     "CallOptions",
     "ChunkEvent",
+    "CircuitPolicy",
     "ClientFactory",
     "CompactionBudgetError",
     "CompleteEvent",
@@ -86,6 +90,7 @@ __all__ = [
     "LatencyStats",
     "ManagerClosedError",
     "ManagerView",
+    "ModelRateLimit",
     "PoolConfig",
     "PooledStream",
     "Priority",

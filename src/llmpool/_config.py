@@ -17,7 +17,16 @@ from pydantic_core.core_schema import ErrorType
 
 from . import _constants as C
 
-__all__ = ["ENV_VARS", "Admission", "CallOptions", "PoolConfig", "RateLimitPolicy", "RetryPolicy"]
+__all__ = [
+    "ENV_VARS",
+    "Admission",
+    "CallOptions",
+    "CircuitPolicy",
+    "ModelRateLimit",
+    "PoolConfig",
+    "RateLimitPolicy",
+    "RetryPolicy",
+]
 
 
 Admission: TypeAlias = Literal["reject", "wait"]
@@ -30,6 +39,12 @@ _ERROR_TYPES: Final = frozenset(get_args(ErrorType))  # pydantic-core's built-in
 
 class RetryPolicy(BaseModel):
     """How failed attempts are retried.
+
+    A **retry budget** (Envoy's ``retry_budget`` semantics) keeps retries from multiplying
+    load: a failed attempt is retried only while fewer than ``max(min_retry_concurrency,
+    budget_percent / 100 * active requests)`` retries are in flight (decided and not yet
+    finished); otherwise its error is raised at once. Retries that wait behind an open circuit
+    breaker send nothing until it lets them, so they are not refused by the budget.
 
     The n-th retry (n from 0) waits ``min(initial_backoff * 2**n + uniform(0, jitter),
     max_backoff)`` seconds (tenacity's ``wait_exponential_jitter``), unless the server said how
@@ -63,6 +78,17 @@ class RetryPolicy(BaseModel):
         ge=0,
         description="Longest server-requested wait (Retry-After) honoured, seconds.",
     )
+    budget_percent: float = Field(
+        default=C.DEFAULT_RETRY_BUDGET_PERCENT,
+        ge=0,
+        le=100,
+        description="Retries in flight at most this percentage of active requests, percent.",
+    )
+    min_retry_concurrency: int = Field(
+        default=C.DEFAULT_MIN_RETRY_CONCURRENCY,
+        ge=0,
+        description="Retries always allowed in flight, whatever the percentage, count.",
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:
@@ -74,8 +100,69 @@ class RetryPolicy(BaseModel):
         return self
 
 
+class ModelRateLimit(BaseModel):
+    """Configured limits of one model (``RateLimitPolicy.models``); ``None`` keeps the default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests per minute of this model (RPM)."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Tokens per minute of this model (TPM)."
+    )
+
+
+class CircuitPolicy(BaseModel):
+    """The circuit breaker each upstream has (docs/retries.md).
+
+    A hintless 429 (no ``Retry-After``, ``retry-after-ms`` or ``x-ratelimit-*``, nor their
+    ``llm_provider-`` forms) opens the circuit; so do ``failure_threshold`` consecutive 5xx,
+    connection errors or timeouts. Open, nothing is sent for ``min(initial_cooldown *
+    2**(n-1) + uniform(0, jitter), max_cooldown)`` seconds (the n-th open since it last
+    closed); then one probe is let through: success closes the circuit, failure opens it again.
+    Queued work waits in the queue meanwhile, counted against ``queue_timeout``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="Whether upstreams have a circuit breaker.")
+    failure_threshold: int = Field(
+        default=C.DEFAULT_CIRCUIT_FAILURE_THRESHOLD,
+        ge=1,
+        description="Consecutive 5xx/connection failures that open the circuit, count.",
+    )
+    initial_cooldown: float = Field(
+        default=C.DEFAULT_CIRCUIT_INITIAL_COOLDOWN,
+        gt=0,
+        description="Cooldown after the first open, seconds (doubles with each re-open).",
+    )
+    max_cooldown: float = Field(
+        default=C.DEFAULT_CIRCUIT_MAX_COOLDOWN, gt=0, description="Longest cooldown, seconds."
+    )
+    jitter: float = Field(
+        default=C.DEFAULT_CIRCUIT_JITTER,
+        ge=0,
+        description="Random seconds, uniform in [0, jitter], added to each cooldown.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.initial_cooldown > self.max_cooldown:
+            raise ValueError(
+                f"initial_cooldown ({self.initial_cooldown}) must not exceed "
+                f"max_cooldown ({self.max_cooldown})"
+            )
+        return self
+
+
 class RateLimitPolicy(BaseModel):
-    """Provider rate limits, per upstream (clients sharing an API key and base URL).
+    """Provider rate limits, per upstream (clients sharing an API key and base URL) and model.
+
+    OpenAI's limits, and its ``x-ratelimit-*`` headers, are per model on one key, so each
+    (upstream, model) pair has its own budgets: ``requests_per_minute`` and
+    ``tokens_per_minute`` apply to every model, ``models`` overrides them for some. Calls
+    whose model llmpool cannot see (``run`` without ``model=``) share one budget.
 
     Each limit is a token bucket that refills at ``limit / 60`` per second and holds at most
     ``limit * burst / 60`` (``burst`` seconds of quota; a request larger than the bucket
@@ -101,6 +188,10 @@ class RateLimitPolicy(BaseModel):
         le=C.RATE_LIMIT_WINDOW,
         description="Bucket size in seconds of quota (1.0: one second's worth), seconds.",
     )
+    models: dict[str, ModelRateLimit] = Field(
+        default_factory=dict,
+        description="Limits of particular models, overriding the two above for them.",
+    )
     learn_from_headers: bool = Field(
         default=True, description="Learn limits and remaining budget from x-ratelimit-* headers."
     )
@@ -109,6 +200,18 @@ class RateLimitPolicy(BaseModel):
         ge=0,
         description="Output tokens assumed when a request sets no max_output_tokens, tokens.",
     )
+
+    def limits_for(self, model: str | None) -> tuple[int | None, int | None]:
+        """The configured ``(requests_per_minute, tokens_per_minute)`` of ``model``."""
+        override = self.models.get(model) if model is not None else None
+        if override is None:
+            return self.requests_per_minute, self.tokens_per_minute
+        rpm = override.requests_per_minute
+        tpm = override.tokens_per_minute
+        return (
+            self.requests_per_minute if rpm is None else rpm,
+            self.tokens_per_minute if tpm is None else tpm,
+        )
 
 
 class PoolConfig(BaseModel):
@@ -154,6 +257,9 @@ class PoolConfig(BaseModel):
         description="Full queue: 'reject' (QueueFullError at once) or 'wait' for a place.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
+    circuit: CircuitPolicy = Field(
+        default_factory=CircuitPolicy, description="Circuit breaker of each upstream."
+    )
     rate_limit: RateLimitPolicy = Field(
         default_factory=RateLimitPolicy, description="Provider rate limits (RPM/TPM)."
     )
@@ -278,6 +384,13 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_RETRY_MAX_BACKOFF": "retry.max_backoff",
     "LLMPOOL_RETRY_JITTER": "retry.jitter",
     "LLMPOOL_RETRY_MAX_RETRY_AFTER": "retry.max_retry_after",
+    "LLMPOOL_RETRY_BUDGET_PERCENT": "retry.budget_percent",
+    "LLMPOOL_RETRY_MIN_RETRY_CONCURRENCY": "retry.min_retry_concurrency",
+    "LLMPOOL_CIRCUIT_ENABLED": "circuit.enabled",
+    "LLMPOOL_CIRCUIT_FAILURE_THRESHOLD": "circuit.failure_threshold",
+    "LLMPOOL_CIRCUIT_INITIAL_COOLDOWN": "circuit.initial_cooldown",
+    "LLMPOOL_CIRCUIT_MAX_COOLDOWN": "circuit.max_cooldown",
+    "LLMPOOL_CIRCUIT_JITTER": "circuit.jitter",
     "LLMPOOL_RATE_LIMIT_RPM": "rate_limit.requests_per_minute",
     "LLMPOOL_RATE_LIMIT_TPM": "rate_limit.tokens_per_minute",
     "LLMPOOL_RATE_LIMIT_BURST": "rate_limit.burst",

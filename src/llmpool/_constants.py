@@ -27,6 +27,21 @@ DEFAULT_MAX_BACKOFF: Final = 30.0
 DEFAULT_JITTER: Final = 1.0
 # A server hint (Retry-After / retry-after-ms) longer than this is not waited out: give up.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
+# Retry budget (Envoy's ``retry_budget``): retries in flight at most this percentage of the
+# active requests, and never fewer than DEFAULT_MIN_RETRY_CONCURRENCY.
+DEFAULT_RETRY_BUDGET_PERCENT: Final = 20.0
+DEFAULT_MIN_RETRY_CONCURRENCY: Final = 3
+
+# Circuit breaker per upstream (docs/retries.md): a hintless 429 opens it, so do this many
+# consecutive 5xx / connection failures; cooldown min(initial * 2**(n-1) + uniform(0, jitter),
+# max) seconds for the n-th open in a row; half-open lets one probe through.
+DEFAULT_CIRCUIT_FAILURE_THRESHOLD: Final = 5
+DEFAULT_CIRCUIT_INITIAL_COOLDOWN: Final = 0.5
+DEFAULT_CIRCUIT_MAX_COOLDOWN: Final = 30.0
+DEFAULT_CIRCUIT_JITTER: Final = 0.5
+# Gateways that proxy a provider pass its headers on under this prefix (LiteLLM's proxy:
+# ``llm_provider-retry-after``, ``llm_provider-x-ratelimit-remaining-requests``...).
+GATEWAY_HEADER_PREFIX: Final = "llm_provider-"
 
 # Token estimates (_tokens.estimate_tokens): nesting deeper than this is not followed, and one
 # estimate counts at most this many values (containers, strings, numbers...), which bounds its

@@ -278,7 +278,7 @@ class ManagerView:
         async def fn(client: openai.AsyncOpenAI) -> Any:
             response = await raw(client)
             if request.current_upstream is not None:
-                manager._learn(request.current_upstream, response.headers)
+                manager._learn(request.current_upstream, response.headers, request.model)
             return response.parse()
 
         return await manager._execute(request, fn, inject_session=False)
@@ -296,7 +296,7 @@ class ManagerView:
         async def fn(client: openai.AsyncOpenAI) -> openai.AsyncStream[Any]:
             response = await raw(client)
             if request.current_upstream is not None:
-                manager._learn(request.current_upstream, response.headers)
+                manager._learn(request.current_upstream, response.headers, request.model)
             return cast(openai.AsyncStream[Any], response.parse())
 
         upstream = await manager._open_stream(request, fn)

@@ -26,7 +26,7 @@ from typing import Final
 from . import _constants as C
 from ._config import RateLimitPolicy
 
-__all__ = ["TokenBucket", "UpstreamLimits", "parse_duration"]
+__all__ = ["TokenBucket", "UpstreamLimits", "has_ratelimit_headers", "parse_duration"]
 
 _EPSILON: Final = 1e-9  # units; a deficit this small counts as none
 
@@ -90,6 +90,21 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
         return None
     match = _HEADER_INT.fullmatch(raw.strip())
     return None if match is None else int(match.group(1))
+
+
+# The API's own headers, then the same passed on by a gateway (LiteLLM's proxy sends
+# ``llm_provider-x-ratelimit-remaining-requests``...).
+_RATELIMIT_PREFIXES: Final = (
+    C.RATELIMIT_HEADER_PREFIX,
+    C.GATEWAY_HEADER_PREFIX + C.RATELIMIT_HEADER_PREFIX,
+)
+
+
+def has_ratelimit_headers(headers: Mapping[str, str]) -> bool:
+    """Whether any ``x-ratelimit-*`` header (or its gateway form) was sent."""
+    return any(
+        name.lower().startswith(prefix) for name in headers for prefix in _RATELIMIT_PREFIXES
+    )
 
 
 class TokenBucket:
@@ -157,18 +172,20 @@ class TokenBucket:
 
 
 class UpstreamLimits:
-    """The request and token budgets of one upstream.
+    """The request and token budgets of one (upstream, model) pair.
 
     Args:
         policy: configured limits and whether headers may teach more.
         now: clock reading, seconds.
+        model: the model these budgets are for; ``None``: calls whose model is not known.
     """
 
-    __slots__ = ("learned_reset", "policy", "requests", "tokens")
+    __slots__ = ("configured", "learned_reset", "model", "policy", "requests", "tokens")
 
-    def __init__(self, policy: RateLimitPolicy, now: float) -> None:
+    def __init__(self, policy: RateLimitPolicy, now: float, model: str | None = None) -> None:
         self.policy = policy
-        rpm, tpm = policy.requests_per_minute, policy.tokens_per_minute
+        self.model = model
+        rpm, tpm = self.configured = policy.limits_for(model)
         self.requests = None if rpm is None else TokenBucket(rpm, policy.burst, now)
         self.tokens = None if tpm is None else TokenBucket(tpm, policy.burst, now)
         self.learned_reset: dict[str, float] = {}
@@ -179,8 +196,14 @@ class UpstreamLimits:
         return self.requests is not None or self.tokens is not None
 
     def never_fits(self, tokens: int) -> bool:
-        """Whether ``tokens`` exceed the per-minute token limit: such a request cannot run."""
-        return self.tokens is not None and tokens > self.tokens.limit
+        """Whether ``tokens`` exceed the *configured* per-minute token limit.
+
+        Only a configured limit refuses a request outright: a limit learned from headers
+        may be wrong (one odd response saying ``limit-tokens: 1``) and only paces requests,
+        so the next response can correct it.
+        """
+        tpm = self.configured[1]
+        return tpm is not None and tokens > tpm
 
     def wait_for(self, tokens: int, now: float) -> float:
         """Seconds until one request of ``tokens`` fits both budgets (0.0: now)."""
@@ -220,10 +243,13 @@ class UpstreamLimits:
             return False
         seen = False
         for kind in ("requests", "tokens"):
-            limit = _header_int(headers, f"{C.RATELIMIT_HEADER_PREFIX}limit-{kind}")
-            remaining = _header_int(headers, f"{C.RATELIMIT_HEADER_PREFIX}remaining-{kind}")
-            reset = parse_duration(headers.get(f"{C.RATELIMIT_HEADER_PREFIX}reset-{kind}"))
-            if limit is None and remaining is None:
+            for prefix in _RATELIMIT_PREFIXES:
+                limit = _header_int(headers, f"{prefix}limit-{kind}")
+                remaining = _header_int(headers, f"{prefix}remaining-{kind}")
+                if limit is not None or remaining is not None:
+                    reset = parse_duration(headers.get(f"{prefix}reset-{kind}"))
+                    break
+            else:
                 continue
             seen = True
             bucket = self._learn_limit(kind, limit, now)
@@ -235,9 +261,7 @@ class UpstreamLimits:
 
     def _learn_limit(self, kind: str, limit: int | None, now: float) -> TokenBucket | None:
         bucket = self.requests if kind == "requests" else self.tokens
-        configured = (
-            self.policy.requests_per_minute if kind == "requests" else self.policy.tokens_per_minute
-        )
+        configured = self.configured[0] if kind == "requests" else self.configured[1]
         if limit is None or limit < 1:
             return bucket
         if configured is not None:

@@ -38,10 +38,11 @@ from ._errors import (
     RequestTooLargeError,
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
+from ._limits import TokenBucket
 from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, adapt_factory, default_client
 from ._redact import DEFAULT_REDACTOR, Redactor
 from ._request import Request, validate_session_id
-from ._retry import backoff_strategy, classify
+from ._retry import RetryDecision, backoff_strategy, classify
 from ._scheduler import QueueEvicted, QueueFull, Scheduler
 from ._stats import ConnectionStats, LatencyStats, StatsRecorder, UpstreamLimitStats
 from ._types import Priority, PriorityLike
@@ -91,6 +92,7 @@ class ConnectionManager:
             max_queue_size=self.config.max_queue_size,
             starvation_limit=self.config.starvation_limit,
             gate=self._gate,
+            gate_key=_budget_key,
         )
         self._stats = StatsRecorder()
         self._state = _NEW
@@ -99,6 +101,7 @@ class ConnectionManager:
         self._streams: set[PooledStream[Any]] = set()
         self._idle: anyio.Event | None = None
         self._cancelled_all = False  # set when shutdown cancels the work still running
+        self._retrying = 0  # requests that retry now (the retry budget counts them)
         self._seq = itertools.count()
         self._tag = secrets.token_hex(3)
         self._opened_at = time.monotonic()
@@ -121,6 +124,7 @@ class ConnectionManager:
         self._pool = ClientPool(
             [self._factory(i) for i in range(self.config.pool_size)],
             rate_limit=self.config.rate_limit,
+            circuit=self.config.circuit,
             now=anyio.current_time(),
         )
         self._redactor = Redactor.for_clients(pooled.client for pooled in self._pool.clients)
@@ -305,6 +309,10 @@ class ConnectionManager:
             cooling_upstreams=0
             if pool is None or now is None
             else sum(1 for u in pool.upstreams if u.cooling(now)),
+            open_circuits=0
+            if pool is None
+            else sum(1 for u in pool.upstreams if u.breaker is not None and not u.breaker.closed),
+            retry_budget_refusals=s.budget_refusals,
             rate_limits=[] if pool is None or now is None else _limit_stats(pool, now),
             queue_wait=LatencyStats.of(s.queue_wait),
             latency=LatencyStats.of(s.latency),
@@ -360,9 +368,9 @@ class ConnectionManager:
     def _check_fits(self, request: Request) -> None:
         pool = self._pool
         assert pool is not None
-        limits = [u.limits for u in pool.upstreams]
+        limits = [u.budget(request.model) for u in pool.upstreams]
         if all(limit.never_fits(request.tokens) for limit in limits):
-            largest = max(limit.tokens.limit for limit in limits if limit.tokens is not None)
+            largest = max(tpm for limit in limits if (tpm := limit.configured[1]) is not None)
             self._stats.rejected += 1
             self._stats.failed += 1
             error = RequestTooLargeError(
@@ -383,21 +391,34 @@ class ConnectionManager:
         pool = self._pool
         assert pool is not None
         upstream, wait = pool.reserve(
-            request.tokens, anyio.current_time, avoid=request.last_upstream
+            request.tokens, anyio.current_time, avoid=request.last_upstream, model=request.model
         )
         if upstream is None:
             return wait
         request.ticket = upstream
+        breaker = upstream.breaker
+        if breaker is not None and not breaker.closed and breaker.admit():
+            request.probe = upstream  # the half-open circuit's one probe
+            request.log(logging.INFO, "probe", f"{upstream.label}: half-open, probing")
         return 0.0
 
     def _tokens_limited(self) -> bool:
         """Whether any upstream has a token budget (the façade then estimates tokens)."""
         pool = self._pool
-        return pool is not None and any(u.limits.tokens is not None for u in pool.upstreams)
+        if pool is None:
+            return False
+        policy = self.config.rate_limit
+        return (
+            policy.tokens_per_minute is not None
+            or any(m.tokens_per_minute is not None for m in policy.models.values())
+            or any(b.tokens is not None for u in pool.upstreams for b in u.budgets.values())
+        )
 
-    def _learn(self, upstream: Upstream, headers: Mapping[str, str]) -> None:
-        """Take limits and remaining budget from one response's ``x-ratelimit-*`` headers."""
-        upstream.limits.learn(headers, anyio.current_time())
+    def _learn(
+        self, upstream: Upstream, headers: Mapping[str, str], model: str | None = None
+    ) -> None:
+        """Take ``model``'s limits and budget left from a response's ``x-ratelimit-*`` headers."""
+        upstream.budget(model).learn(headers, anyio.current_time())
 
     def _settle(self, request: Request, upstream: Upstream, *, refund: bool) -> None:
         """Correct the attempt's token reservation: with the usage seen, or refunded."""
@@ -406,7 +427,7 @@ class ConnectionManager:
         actual = 0 if refund else request.used_tokens
         if actual is None:
             return  # no usage reported: the estimate stands
-        upstream.limits.settle(request.tokens, actual, anyio.current_time())
+        upstream.budget(request.model).settle(request.tokens, actual, anyio.current_time())
         if actual < request.tokens:
             self._scheduler.kick()
 
@@ -446,6 +467,8 @@ class ConnectionManager:
             self._record_failure(request, exc)
             raise
         finally:
+            if request.retrying:
+                self._retrying -= 1
             self._forget(request)
 
     async def _with_retries(
@@ -467,7 +490,7 @@ class ConnectionManager:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(request.max_attempts),
             wait=lambda state: self._wait(request, state),
-            retry=_retry_if_decided(request),
+            retry=self._retry_predicate(request),
             before_sleep=lambda state: self._before_sleep(request, state),
             sleep=anyio.sleep,
             reraise=True,
@@ -481,6 +504,8 @@ class ConnectionManager:
         return result
 
     def _wait(self, request: Request, state: RetryCallState) -> float:
+        if self._held_by_circuit(request):
+            return 0.0  # wait in the queue, where the circuit holds it (queue_timeout applies)
         decision = request.decision
         if decision is not None and decision.delay is not None:
             pool = self._pool
@@ -493,6 +518,19 @@ class ConnectionManager:
             if not healthy_elsewhere:
                 return decision.delay  # the server's hint binds this upstream only
         return float(self._backoff(state))
+
+    def _retry_predicate(self, request: Request) -> Callable[[RetryCallState], bool]:
+        def retry(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            return (
+                outcome is not None
+                and outcome.failed
+                and request.decision is not None
+                and request.decision.retry
+                and self._may_retry(request)
+            )
+
+        return retry
 
     def _before_sleep(self, request: Request, state: RetryCallState) -> None:
         self._stats.retries += 1
@@ -519,8 +557,9 @@ class ConnectionManager:
         except BaseException as exc:
             request.decision = classify(exc)
             if request.ticket is not None:  # granted with budget, then cancelled
-                request.ticket.limits.refund(request.tokens, anyio.current_time())
+                request.ticket.budget(request.model).refund(request.tokens, anyio.current_time())
                 request.ticket = None
+            self._end_probe(request)
             raise
         pooled: PooledClient | None = None
         holds_slot = True
@@ -562,6 +601,8 @@ class ConnectionManager:
             self._on_attempt_failure(request, pooled, exc)
             raise
         finally:
+            if pooled is not None and succeeded:
+                self._upstream_answered(request, pooled.upstream)
             if holds_slot:
                 if pooled is not None:
                     pooled.in_flight -= 1
@@ -607,6 +648,87 @@ class ConnectionManager:
                     anyio.current_time(),
                 )
 
+    def _upstream_answered(self, request: Request, upstream: Upstream) -> None:
+        """An answer that is not a failure: the upstream's circuit closes."""
+        request.probe = None
+        breaker = upstream.breaker
+        if (
+            breaker is not None
+            and (not breaker.closed or breaker.failures)
+            and breaker.record_success()
+        ):
+            request.log(logging.INFO, "circuit_closed", f"{upstream.label}: circuit closed")
+            self._scheduler.kick()
+
+    def _upstream_failed(
+        self, request: Request, upstream: Upstream, decision: RetryDecision
+    ) -> None:
+        """A failure that tells about the upstream's health: the circuit breaker counts it."""
+        probe, request.probe = request.probe is upstream, None
+        breaker = upstream.breaker
+        if breaker is None or decision.breaker is None:
+            return
+        if breaker.record_failure(decision.breaker, anyio.current_time(), probe=probe):
+            seconds = breaker.open_until - anyio.current_time()
+            request.log(
+                logging.WARNING,
+                "circuit_open",
+                f"{upstream.label}: circuit open for {seconds:.3f}s ({decision.reason})",
+                delay=seconds,
+                reason=decision.reason,
+            )
+            if probe:
+                # A failed probe goes behind the other retries of its class, so the next
+                # probe is another request's and no single caller spends its attempts on them.
+                request.seq = next(self._seq)
+            self._scheduler.kick()  # waiters blocked on the probe see the new cooldown
+
+    def _end_probe(self, request: Request) -> None:
+        """A probe that got no answer (cancelled, local error): the next request may probe."""
+        upstream, request.probe = request.probe, None
+        if (
+            upstream is not None
+            and upstream.breaker is not None
+            and upstream.breaker.abandon_probe()
+        ):
+            self._scheduler.kick()
+
+    def _held_by_circuit(self, request: Request) -> bool:
+        """Whether the request's last failure left its upstream's circuit open or half-open."""
+        decision, upstream = request.decision, request.last_upstream
+        return (
+            decision is not None
+            and decision.breaker is not None
+            and upstream is not None
+            and upstream.breaker is not None
+            and not upstream.breaker.closed
+        )
+
+    def _may_retry(self, request: Request) -> bool:
+        """The retry budget (Envoy's ``retry_budget``): may this request retry now?
+
+        Allowed while fewer than ``max(min_retry_concurrency, budget_percent% of active
+        requests)`` requests are retrying. A request whose upstream's circuit is open waits
+        for it in the queue and sends nothing meanwhile: it is not refused.
+        """
+        if not request.retrying:
+            policy = self.config.retry
+            allowed = max(
+                policy.min_retry_concurrency, policy.budget_percent / 100.0 * len(self._active)
+            )
+            if self._retrying >= allowed and not self._held_by_circuit(request):
+                self._stats.budget_refusals += 1
+                request.log(
+                    logging.INFO,
+                    "retry_budget",
+                    f"not retried: {self._retrying} retries in flight, the budget allows "
+                    f"{allowed:g}",
+                )
+                return False
+            request.retrying = True
+            self._retrying += 1
+        return True
+
     def _pick(self, request: Request) -> PooledClient:
         """The least busy client of the upstream whose budget the grant reserved."""
         pool = self._pool
@@ -625,11 +747,19 @@ class ConnectionManager:
         if isinstance(exc, Exception):
             request.last_error = exc
         if pooled is None:
+            self._end_probe(request)
             return
-        request.last_upstream = pooled.upstream
+        upstream = pooled.upstream
+        request.last_upstream = upstream
         response = getattr(exc, "response", None)
         if isinstance(exc, openai.APIStatusError) and response is not None:
-            self._learn(pooled.upstream, response.headers)
+            self._learn(upstream, response.headers, request.model)
+        if decision.breaker is not None:
+            self._upstream_failed(request, upstream, decision)
+        elif decision.status is not None:
+            self._upstream_answered(request, upstream)  # a 4xx: the upstream is up
+        else:
+            self._end_probe(request)  # cancelled or a local error: no news
         if decision.cooldown and decision.delay is not None:
             ClientPool.cool_down(pooled.upstream, anyio.current_time() + decision.delay)
             request.log(
@@ -683,6 +813,11 @@ class ConnectionManager:
         request.log(logging.WARNING, "failed", f"{kind}: {exc}", error=kind)
 
 
+def _budget_key(request: Request) -> str | None:
+    """The budget a queued request draws on, for the scheduler: its model's."""
+    return request.model
+
+
 def _apply(request: Request, options: CallOptions, now: float) -> None:
     """Per-call overrides (``with_options``) on a new request."""
     if options.max_attempts is not None:
@@ -708,19 +843,29 @@ def _loop_time() -> float | None:
 def _limit_stats(pool: ClientPool, now: float) -> list[UpstreamLimitStats]:
     stats = []
     for upstream in pool.upstreams:
-        requests, tokens = upstream.limits.requests, upstream.limits.tokens
-        if requests is None and tokens is None:
-            continue
-        stats.append(
-            UpstreamLimitStats(
-                upstream=upstream.label,
-                requests_per_minute=None if requests is None else requests.limit,
-                tokens_per_minute=None if tokens is None else tokens.limit,
-                requests_available=None if requests is None else requests.available(now),
-                tokens_available=None if tokens is None else tokens.available(now),
-            )
-        )
+        for model, budget in upstream.budgets.items():
+            requests, tokens = budget.requests, budget.tokens
+            if requests is None and tokens is None:
+                continue
+            stats.append(_budget_stats(upstream, model, requests, tokens, now))
     return stats
+
+
+def _budget_stats(
+    upstream: Upstream,
+    model: str | None,
+    requests: TokenBucket | None,
+    tokens: TokenBucket | None,
+    now: float,
+) -> UpstreamLimitStats:
+    return UpstreamLimitStats(
+        upstream=upstream.label,
+        model=model,
+        requests_per_minute=None if requests is None else requests.limit,
+        tokens_per_minute=None if tokens is None else tokens.limit,
+        requests_available=None if requests is None else requests.available(now),
+        tokens_available=None if tokens is None else tokens.available(now),
+    )
 
 
 def _usage_tokens(result: object, seen: int | None) -> int | None:
@@ -733,16 +878,3 @@ def _refused(request: Request) -> bool:
     """Whether the last attempt was answered with an HTTP error (no tokens generated)."""
     decision = request.decision
     return decision is not None and decision.status is not None
-
-
-def _retry_if_decided(request: Request) -> Callable[[RetryCallState], bool]:
-    def retry(state: RetryCallState) -> bool:
-        outcome = state.outcome
-        return (
-            outcome is not None
-            and outcome.failed
-            and request.decision is not None
-            and request.decision.retry
-        )
-
-    return retry

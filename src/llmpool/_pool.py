@@ -18,7 +18,8 @@ from typing import cast
 
 import openai
 
-from ._config import RateLimitPolicy
+from ._breaker import CircuitBreaker
+from ._config import CircuitPolicy, RateLimitPolicy
 from ._limits import UpstreamLimits
 
 __all__ = ["ClientFactory", "ClientPool", "PooledClient", "adapt_factory", "default_client"]
@@ -107,26 +108,68 @@ def default_client(index: int) -> openai.AsyncOpenAI:
 
 
 class Upstream:
-    """An API key + base URL pair, shared by the clients built with it."""
+    """An API key + base URL pair, shared by the clients built with it.
 
-    __slots__ = ("cooldown_until", "label", "limits")
+    It has a cooldown (a 429 with ``Retry-After``), a circuit breaker (hintless 429s, bursts
+    of 5xx) and rate-limit budgets per model (``budget(model)``): OpenAI's limits are per
+    model on one key, so one model's exhausted budget never holds back another's.
 
-    def __init__(self, label: str, limits: UpstreamLimits) -> None:
+    Args:
+        label: base URL and a hash of the key, for logs and stats.
+        policy: the rate-limit policy (configured limits, per model).
+        circuit: the circuit-breaker policy; ``None`` or disabled: no breaker.
+    """
+
+    __slots__ = ("breaker", "budgets", "cooldown_until", "label", "policy")
+
+    def __init__(
+        self, label: str, policy: RateLimitPolicy, circuit: CircuitPolicy | None = None
+    ) -> None:
         self.label = label
+        self.policy = policy
         self.cooldown_until = 0.0
-        self.limits = limits
+        self.budgets: dict[str | None, UpstreamLimits] = {}
+        self.breaker = CircuitBreaker(circuit) if circuit is not None and circuit.enabled else None
+        # Configured limits are in stats() from the start; other models' budgets appear on use.
+        if policy.requests_per_minute is not None or policy.tokens_per_minute is not None:
+            self.budget(None)
+        for model in policy.models:
+            self.budget(model)
 
-    def wait_for(self, tokens: int, now: float) -> float:
-        """Seconds until a request of ``tokens`` may start here: cooldown, then budgets."""
+    def budget(self, model: str | None) -> UpstreamLimits:
+        """The budgets of ``model`` here (created on first use, full)."""
+        budget = self.budgets.get(model)
+        if budget is None:
+            # A new bucket starts full whatever clock reading it is given.
+            budget = self.budgets[model] = UpstreamLimits(self.policy, 0.0, model)
+        return budget
+
+    def wait_for(self, tokens: int, now: float, model: str | None = None) -> float:
+        """Seconds until a request of ``tokens`` for ``model`` may start here.
+
+        The circuit breaker first (``inf`` while a half-open probe is out), then the cooldown,
+        then the model's budgets.
+        """
+        breaker = self.breaker
+        if breaker is not None and not breaker.closed:
+            wait = breaker.wait(now)
+            if wait > 0.0:
+                return wait
+        limits = self.budget(model)
         cooling = self.cooldown_until - now
         if cooling > 0.0:
-            return cooling + self.limits.wait_for(tokens, self.cooldown_until)
+            return cooling + limits.wait_for(tokens, self.cooldown_until)
         self.cooldown_until = 0.0  # over: forgotten, so idle() can skip the clock
-        return self.limits.wait_for(tokens, now) if self.limits.limited else 0.0
+        return limits.wait_for(tokens, now) if limits.limited else 0.0
 
-    def idle(self) -> bool:
-        """Never cooled (or cooldown forgotten) and no limits: nothing to wait for."""
-        return self.cooldown_until == 0.0 and not self.limits.limited
+    def idle(self, model: str | None = None) -> bool:
+        """No cooldown, circuit closed, no limits for ``model``: nothing to wait for."""
+        breaker = self.breaker
+        return (
+            self.cooldown_until == 0.0
+            and (breaker is None or breaker.closed)
+            and not self.budget(model).limited
+        )
 
     def cooling(self, now: float) -> bool:
         """Whether the upstream is in a cooldown at ``now`` (event-loop clock, seconds)."""
@@ -161,6 +204,7 @@ class ClientPool:
             replaced by a copy with ``max_retries=0`` (the SDK's own retries would multiply
             llmpool's).
         rate_limit: the rate-limit policy of every upstream; none by default.
+        circuit: the circuit-breaker policy of every upstream; none by default.
         now: clock reading for the budgets, seconds.
     """
 
@@ -168,6 +212,7 @@ class ClientPool:
         self,
         clients: list[openai.AsyncOpenAI],
         rate_limit: RateLimitPolicy | None = None,
+        circuit: CircuitPolicy | None = None,
         now: float = 0.0,
     ) -> None:
         policy = RateLimitPolicy() if rate_limit is None else rate_limit
@@ -179,13 +224,18 @@ class ClientPool:
             label = _upstream_label(client)
             upstream = upstreams.get(label)
             if upstream is None:
-                upstream = upstreams[label] = Upstream(label, UpstreamLimits(policy, now))
+                upstream = upstreams[label] = Upstream(label, policy, circuit)
             self.clients.append(PooledClient(index, client, upstream))
         self.upstreams = list(upstreams.values())
         self._next = 0
 
     def reserve(
-        self, tokens: int, clock: Callable[[], float], *, avoid: Upstream | None = None
+        self,
+        tokens: int,
+        clock: Callable[[], float],
+        *,
+        avoid: Upstream | None = None,
+        model: str | None = None,
     ) -> tuple[Upstream | None, float]:
         """Admission: find an upstream that can take one request of ``tokens`` now.
 
@@ -198,6 +248,7 @@ class ClientPool:
             clock: the event loop's clock, seconds; read only when some upstream has a
                 cooldown or a limit.
             avoid: the upstream that just failed.
+            model: the request's model: its budgets are the ones spent.
 
         Returns:
             ``(upstream, 0.0)``, or ``(None, seconds)`` until the first upstream could qualify.
@@ -205,19 +256,19 @@ class ClientPool:
         upstreams = self.upstreams
         if len(upstreams) == 1:  # the common case, kept cheap: run() calls this every time
             only = upstreams[0]
-            if only.idle():
+            if only.idle(model):
                 return only, 0.0
-            wait = only.wait_for(tokens, clock())
+            wait = only.wait_for(tokens, clock(), model)
             if wait > 0.0:
                 return None, wait
-            only.limits.take(tokens)
+            only.budget(model).take(tokens)
             return only, 0.0
         best: Upstream | None = None
         best_rank = (True, 0)
         soonest = math.inf
         now = clock()
         for upstream in upstreams:
-            wait = upstream.wait_for(tokens, now)
+            wait = upstream.wait_for(tokens, now, model)
             if wait > 0.0:
                 soonest = min(soonest, wait)
                 continue
@@ -226,7 +277,7 @@ class ClientPool:
                 best, best_rank = upstream, rank
         if best is None:
             return None, soonest
-        best.limits.take(tokens)
+        best.budget(model).take(tokens)
         return best, 0.0
 
     def _least_busy(self, upstream: Upstream) -> int:

@@ -88,6 +88,7 @@ class Request:
         "queue_timeout",
         "redactor",
         "request_timeout",
+        "retrying",
         "seq",
         "session_id",
         "session_key",
@@ -135,6 +136,7 @@ class Request:
         self.admission = admission  # "reject" or "wait" when the queue is full
         self.last_error: Exception | None = None  # the last attempt's error
         self.probe: Upstream | None = None  # the upstream whose half-open probe this is
+        self.retrying = False  # counted by the retry budget from its first retry to its end
         self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:

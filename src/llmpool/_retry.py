@@ -13,17 +13,19 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import openai
 from tenacity import wait_exponential_jitter
 
 from . import _constants as C
+from ._breaker import FailureKind
 from ._config import RetryPolicy
 from ._errors import RequestTimeoutError
+from ._limits import has_ratelimit_headers
 
-__all__ = ["RetryDecision", "backoff_strategy", "classify", "parse_retry_after"]
+__all__ = ["RetryDecision", "backoff_strategy", "classify", "parse_retry_after", "server_hint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,9 @@ class RetryDecision:
             work bound for it, not only this request.
         reason: a short label for logs (``"status 429"``, ``"connection"``…).
         status: the HTTP status of the failure, if there was one.
+        breaker: what the failure means to the upstream's circuit breaker: ``"trip"`` (a 429
+            with no hint: open it), ``"failure"`` (a 5xx, connection error or timeout: count
+            it), or ``None`` (no news about the upstream's health).
     """
 
     retry: bool
@@ -44,6 +49,7 @@ class RetryDecision:
     delay: float | None = None
     cooldown: bool = False
     status: int | None = None
+    breaker: FailureKind | None = None
 
 
 def parse_retry_after(
@@ -80,6 +86,42 @@ def parse_retry_after(
     return max(0.0, when - now())
 
 
+class _Prefixed(Mapping[str, str]):
+    """``headers`` seen through a name prefix.
+
+    ``view["retry-after"]`` reads ``headers["llm_provider-retry-after"]``.
+    """
+
+    __slots__ = ("_headers", "_prefix")
+
+    def __init__(self, headers: Mapping[str, str], prefix: str) -> None:
+        self._headers = headers
+        self._prefix = prefix
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers[self._prefix + name]
+
+    def __iter__(self) -> Iterator[str]:
+        size = len(self._prefix)
+        return (k[size:] for k in self._headers if k.lower().startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def server_hint(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server (or a gateway in front of it) asks to wait, or ``None``.
+
+    ``parse_retry_after`` on the response's own headers; failing that, on the provider's
+    headers a gateway passed on under ``llm_provider-`` (LiteLLM's proxy sends
+    ``llm_provider-retry-after`` and no ``Retry-After``).
+    """
+    hint = parse_retry_after(headers)
+    if hint is None:
+        hint = parse_retry_after(_Prefixed(headers, C.GATEWAY_HEADER_PREFIX))
+    return hint
+
+
 def _number(raw: str | None) -> float | None:
     if raw is None:
         return None
@@ -106,17 +148,17 @@ def classify(
     if not isinstance(exc, Exception):
         return RetryDecision(retry=False, reason="cancelled")
     if isinstance(exc, RequestTimeoutError):
-        return RetryDecision(retry=True, reason="request timeout")
+        return RetryDecision(retry=True, reason="request timeout", breaker="failure")
     if isinstance(exc, openai.APITimeoutError):
-        return RetryDecision(retry=True, reason="timeout")
+        return RetryDecision(retry=True, reason="timeout", breaker="failure")
     if isinstance(exc, openai.APIConnectionError):
-        return RetryDecision(retry=True, reason="connection")
+        return RetryDecision(retry=True, reason="connection", breaker="failure")
     if not isinstance(exc, openai.APIStatusError):
         return RetryDecision(retry=False, reason=type(exc).__name__)
     status = exc.status_code
     reason = f"status {status}"
     headers = exc.response.headers
-    hint = parse_retry_after(headers)
+    hint = server_hint(headers)
     if status == 429 and exc.code in C.NON_TRANSIENT_429_CODES:
         return RetryDecision(retry=False, reason=f"{reason} {exc.code}", status=status)
     if hint is not None and hint > max_retry_after:
@@ -127,14 +169,21 @@ def classify(
     if should_retry == "false":
         return RetryDecision(retry=False, reason=f"{reason}, x-should-retry false", status=status)
     retryable = should_retry == "true" or status in C.RETRYABLE_STATUSES or status >= 500
+    breaker: FailureKind | None = None
+    if status >= 500:
+        breaker = "failure"
+    elif status == 429 and hint is None and not has_ratelimit_headers(headers):
+        breaker = "trip"
+        reason = f"{reason} without a hint"
     if not retryable:
-        return RetryDecision(retry=False, reason=reason, status=status)
+        return RetryDecision(retry=False, reason=reason, status=status, breaker=breaker)
     return RetryDecision(
         retry=True,
         reason=reason,
         delay=hint,
         cooldown=status == 429 and hint is not None and hint > 0,
         status=status,
+        breaker=breaker,
     )
 
 

@@ -19,7 +19,10 @@ Rules, in order:
    budget now; otherwise nobody is granted (no overtaking: a large request is not starved by
    small ones) and the blocked head waiter is woken when the gate says budget will be back,
    to try again. So a slot is never held while waiting for budget, and budget is never spent
-   on work that then waits for a slot.
+   on work that then waits for a slot. Budgets are per ``gate_key`` (the manager's: the
+   request's model, whose rate limits are its own): a waiter of *another* key may overtake a
+   head blocked on its key's budget, in the order above, so one model's exhausted budget
+   never holds back another model's work. Within a key there is no overtaking.
 
 6. **Priority survives a full queue**: when ``max_queue_size`` waiters are queued, a new
    request is still admitted if a waiter of a *lower* class is queued: the newest such waiter
@@ -38,8 +41,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol, cast
 
 import anyio
@@ -123,6 +126,7 @@ class Waiter:
         "event",
         "evicted",
         "granted",
+        "key",
         "poll_at",
         "rank",
         "retry",
@@ -134,6 +138,7 @@ class Waiter:
         self.event: Signal | None = None  # set by ``acquire``; absent in sync tests
         self.granted = False
         self.evicted = False  # removed to make room for a higher class (set with ``event``)
+        self.key: object = None  # the budget it draws on (``gate_key(claim)``)
         self.rank = rank
         self.session = session
         self.seq = seq
@@ -199,6 +204,12 @@ class _ClassQueue:
                 newest = tail
         return newest
 
+    def waiters(self) -> Iterator[Waiter]:
+        """Every waiter in grant order: the retry lane, then sessions in turn (FIFO each)."""
+        yield from self.retries
+        for session in self.rotation:
+            yield from self.sessions[session]
+
     def remove(self, waiter: Waiter) -> None:
         self.live -= 1
         if waiter.retry:
@@ -219,6 +230,8 @@ class Scheduler:
         max_queue_size: new waiters allowed at once; retries are always admitted.
         starvation_limit: grants in a row a waiting lower class may be passed over (>= 1).
         gate: budget check run before every grant (see the module docstring); none by default.
+        gate_key: ``gate_key(claim) -> key``: which budget a claim draws on; waiters of another
+            key may overtake a head the gate holds back. ``None``: one budget, no overtaking.
     """
 
     def __init__(
@@ -228,8 +241,11 @@ class Scheduler:
         max_queue_size: int,
         starvation_limit: int,
         gate: Gate | None = None,
+        gate_key: Callable[[Any], object] | None = None,
     ) -> None:
         self._gate = gate
+        self._gate_key = gate_key
+        self._keys: Counter[object] = Counter()  # queued waiters per budget key
         self._new_signal: Callable[[], Signal] | None = None
         self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
@@ -354,8 +370,11 @@ class Scheduler:
         if not retry and self._queued >= self._max_queue:
             self._evict_below(rank)
         waiter = Waiter(rank, session, seq, retry, claim)
+        if self._gate_key is not None:
+            waiter.key = self._gate_key(claim)
         self._classes[rank].push(waiter)
         self._queued += 1
+        self._keys[waiter.key] += 1
         return waiter
 
     def _evict_below(self, rank: int) -> None:
@@ -373,6 +392,7 @@ class Scheduler:
                 continue
             self._classes[lower].remove(victim)
             self._queued -= 1
+            self._forget_key(victim)
             self._forget_if_empty(lower)
             victim.evicted = True
             if victim is self._poller:
@@ -419,6 +439,7 @@ class Scheduler:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
         self._classes[waiter.rank].remove(waiter)
         self._queued -= 1
+        self._forget_key(waiter)
         self._forget_if_empty(waiter.rank)
         if self._space:
             self._wake_space()
@@ -433,13 +454,24 @@ class Scheduler:
             rank = self._choose_class()
             queue = self._classes[rank]
             if self._gate is not None:
-                delay = self._gate(queue.peek().claim)
+                head = queue.peek()
+                delay = self._gate(head.claim)
                 if delay > 0.0:
-                    self._arm_poll(queue.peek(), delay)
-                    return
-            self._count_grant(rank)
-            waiter = queue.pop()
+                    self._arm_poll(head, delay)
+                    waiter = self._overtaker(head)
+                    if waiter is None:
+                        return
+                    rank = waiter.rank
+                    self._count_grant(rank)
+                    self._classes[rank].remove(waiter)
+                else:
+                    self._count_grant(rank)
+                    waiter = queue.pop()
+            else:
+                self._count_grant(rank)
+                waiter = queue.pop()
             self._queued -= 1
+            self._forget_key(waiter)
             self._forget_if_empty(rank)
             if self._space:
                 self._wake_space()
@@ -449,6 +481,42 @@ class Scheduler:
             self._in_use += 1
             if waiter.event is not None:
                 waiter.event.set()
+
+    def _overtaker(self, blocked: Waiter) -> Waiter | None:
+        """The first waiter of another key whose budget the gate reserves now, or ``None``.
+
+        Waiters are tried in grant order, skipping keys found blocked (each is armed for its
+        own re-check).
+
+        Only runs when waiters of several keys are queued, and stops once every queued key
+        was found blocked.
+        """
+        keys = self._keys
+        if len(keys) < 2:
+            return None
+        gate = self._gate
+        assert gate is not None
+        held = {blocked.key}
+        for queue in self._classes:
+            for waiter in queue.waiters():
+                if waiter.key in held:
+                    continue
+                delay = gate(waiter.claim)
+                if delay <= 0.0:
+                    return waiter
+                self._arm_poll(waiter, delay)
+                held.add(waiter.key)
+                if len(held) >= len(keys):
+                    return None
+        return None
+
+    def _forget_key(self, waiter: Waiter) -> None:
+        keys = self._keys
+        left = keys[waiter.key] - 1
+        if left:
+            keys[waiter.key] = left
+        else:
+            del keys[waiter.key]
 
     def _arm_poll(self, head: Waiter, delay: float) -> None:
         """Have ``head`` re-check the gate in ``delay`` seconds (unless a sooner check is due)."""

@@ -51,11 +51,14 @@ class LatencyStats(BaseModel):
 
 
 class UpstreamLimitStats(BaseModel):
-    """One upstream's rate-limit budgets (``None``: no such limit known)."""
+    """One (upstream, model) pair's rate-limit budgets (``None``: no such limit known)."""
 
     model_config = _SNAPSHOT
 
     upstream: str = Field(description="Base URL and a hash of the API key (never the key).")
+    model: str | None = Field(
+        default=None, description="The model these budgets are for; None: calls of unknown model."
+    )
     requests_per_minute: int | None = Field(description="RPM limit in force, requests/min.")
     tokens_per_minute: int | None = Field(description="TPM limit in force, tokens/min.")
     requests_available: float | None = Field(description="Request budget left now, requests.")
@@ -82,6 +85,12 @@ class ConnectionStats(BaseModel):
     queue_depth: dict[str, int] = Field(description="Waiting requests per priority class.")
     in_flight_per_client: list[int] = Field(description="Attempts in flight, by pool index.")
     cooling_upstreams: int = Field(description="Upstreams in a 429 cooldown now.")
+    open_circuits: int = Field(
+        default=0, description="Upstreams whose circuit breaker is open or half-open now."
+    )
+    retry_budget_refusals: int = Field(
+        default=0, description="Failures not retried because the retry budget was spent."
+    )
     rate_limits: list[UpstreamLimitStats] = Field(
         default_factory=list, description="Budgets of the upstreams that have a limit."
     )
@@ -97,6 +106,7 @@ class StatsRecorder:
     """Mutable counters behind ``ConnectionStats``; only the manager writes them."""
 
     __slots__ = (
+        "budget_refusals",
         "cancelled",
         "completed",
         "failed",
@@ -114,6 +124,7 @@ class StatsRecorder:
         self.retries = 0
         self.rejected = 0
         self.cancelled = 0
+        self.budget_refusals = 0
         self.queue_wait: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
         self.latency: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
 

@@ -83,12 +83,21 @@ async def test_without_learning_nothing_is_paced(sim: SimulatedProvider) -> None
     assert arrivals[-1] - arrivals[0] < 1.0  # all concurrent (1 s: margin for a slow box)
 
 
-async def test_token_budget_from_tpm_headers(sim: SimulatedProvider) -> None:
-    """A learned tokens-per-minute limit makes a request estimated above it fail at once."""
+async def test_learned_tpm_limit_paces_but_never_refuses(sim: SimulatedProvider) -> None:
+    """A tokens-per-minute limit learned from headers paces requests but never refuses one:
+    a request estimated above it is still sent (the server's answer decides), so a later
+    header can correct a wrong limit. Only a configured limit refuses at once."""
     sim.set_fault_plan(FaultPlan(tpm_limit=1000))
-    config = PoolConfig(retry=FAST_RETRY)
+    config = PoolConfig(retry=RetryPolicy(max_attempts=1))
     async with ConnectionManager(config, client_factory=factory_for(sim)) as m:
         await m.responses.create(model="gpt-test", input="hi", max_output_tokens=10)
+        assert m.stats().rate_limits[0].tokens_per_minute == 1000  # learned
+        sim.clear_requests()
+        with pytest.raises(openai.RateLimitError):  # the simulator's own 1000 TPM says no
+            await m.responses.create(model="gpt-test", input="hi", max_output_tokens=5000)
+    assert len(sim.requests) == 1
+    configured = PoolConfig(rate_limit=RateLimitPolicy(tokens_per_minute=1000))
+    async with ConnectionManager(configured, client_factory=factory_for(sim)) as m:
         sim.clear_requests()
         with pytest.raises(RequestTooLargeError):
             await m.responses.create(model="gpt-test", input="hi", max_output_tokens=5000)
