@@ -170,14 +170,19 @@ class PooledStream(Generic[E]):
     aclose = close
 
     async def _abort(self) -> None:
-        """Shutdown: close the upstream; later reads raise ``ManagerClosedError``."""
+        """Shutdown: end as failed, then close the upstream; reads raise ``ManagerClosedError``.
+
+        The failure is recorded *before* the close is awaited: closing yields (on trio it
+        always does), and a reader woken by the close may call ``close()`` meanwhile, which
+        must find the stream ended rather than record a success.
+        """
         if not self._ended:
             self._aborted = True
-            await self._close_upstream()
             error = self.request.error(
                 ManagerClosedError, "the manager closed this stream", anyio.current_time()
             )
             self._end(error)
+            await self._close_upstream()
 
     async def _close_upstream(self) -> None:
         with anyio.CancelScope(shield=True):
