@@ -115,6 +115,8 @@ def test_exports_are_pinned() -> None:
     """The public names of llmpool; a change here is an API change."""
     assert llmpool.__all__ == [
         "ENV_VARS",
+        "AttemptRecord",
+        "CapturedRequests",
         "ChunkEvent",
         "ClientFactory",
         "CompactionBudgetError",
@@ -139,6 +141,7 @@ def test_exports_are_pinned() -> None:
         "RecoveredEvent",
         "RecoveringStream",
         "RecoveryPolicy",
+        "RequestRecord",
         "RequestTimeoutError",
         "RequestTooLargeError",
         "RetryDecision",
@@ -148,6 +151,7 @@ def test_exports_are_pinned() -> None:
         "ToolCallEvent",
         "UpstreamLimitStats",
         "Usage",
+        "capture_requests",
         "classify",
         "missing_reference",
         "parse_retry_after",

@@ -8,7 +8,7 @@ only those above it in this list):
     _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
     _retry, _limits                  pure retry rules; rate-limit budgets (token buckets)
     _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
-    _stats, _request                 snapshots; one request's bookkeeping
+    _stats, _record, _request        snapshots; per-request records; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
     _manager                         ConnectionManager: composes all of the above
     _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
@@ -39,6 +39,10 @@ from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
 from ._manager import ConnectionManager as ConnectionManager
 from ._pool import ClientFactory as ClientFactory
+from ._record import AttemptRecord as AttemptRecord
+from ._record import CapturedRequests as CapturedRequests
+from ._record import RequestRecord as RequestRecord
+from ._record import capture_requests as capture_requests
 from ._recovery import RecoveryPolicy as RecoveryPolicy
 from ._recovery import missing_reference as missing_reference
 from ._retry import RetryDecision as RetryDecision
@@ -63,6 +67,8 @@ from ._types import Priority as Priority
 
 __all__ = [
     "ENV_VARS",
+    "AttemptRecord",
+    "CapturedRequests",
     "ChunkEvent",
     "ClientFactory",
     "CompactionBudgetError",
@@ -87,6 +93,7 @@ __all__ = [
     "RecoveredEvent",
     "RecoveringStream",
     "RecoveryPolicy",
+    "RequestRecord",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "RetryDecision",
@@ -96,6 +103,7 @@ __all__ = [
     "ToolCallEvent",
     "UpstreamLimitStats",
     "Usage",
+    "capture_requests",
     "classify",
     "missing_reference",
     "parse_retry_after",

@@ -31,6 +31,7 @@ from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typi
 
 from . import _constants as C
 from ._errors import ManagerClosedError
+from ._record import RequestRecord
 from ._request import Request
 from ._tokens import estimate_tokens
 from ._types import Priority
@@ -115,6 +116,14 @@ class PooledStream(Generic[E]):
     def aborted(self) -> bool:
         """Whether the manager closed this stream at shutdown."""
         return self._aborted
+
+    @property
+    def record(self) -> RequestRecord | None:
+        """What llmpool did for this stream, once it has ended (else ``None``).
+
+        Its attempts' ``duration`` runs to the end of the stream, not to the headers.
+        """
+        return self.request.record()
 
     def __aiter__(self) -> Self:
         return self
