@@ -38,7 +38,14 @@ from ._errors import (
 )
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
 from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, default_client
-from ._record import CAPTURE, AttemptOutcome, Capture, annotate_error
+from ._record import (
+    CAPTURE,
+    AttemptOutcome,
+    Capture,
+    RequestOutcome,
+    RequestRecord,
+    annotate_error,
+)
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueFull, Scheduler
@@ -639,6 +646,36 @@ class ConnectionManager:
             outcome = "timeout"
         status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
         request.end_attempt(now, outcome, status, type(exc).__name__)
+
+    def _record_stream(
+        self,
+        outcome: RequestOutcome | None,
+        latency: float,
+        record: RequestRecord | None,
+        capture: Capture | None,
+        exc: BaseException | None,
+    ) -> None:
+        """A recovering stream's one outcome (its opens were not counted; see ``_streams``).
+
+        ``outcome`` is ``None`` when the stream's last open was refused at submission, which
+        counted the failure already; ``record`` is ``None`` when no open reached the manager.
+        """
+        if record is not None:
+            if capture is not None:
+                capture.publish(record)
+            if isinstance(exc, openai.OpenAIError):
+                annotate_error(exc, record.request_id, len(record.attempts))
+        if outcome == "completed":
+            self._stats.completed += 1
+            self._stats.latency.append(latency)
+        elif outcome == "failed":
+            self._stats.failed += 1
+        elif outcome == "cancelled":
+            self._stats.cancelled += 1
+
+    def _stream_retried(self) -> None:
+        """A recovering stream retries or rebuilds (its own, not an open's retry)."""
+        self._stats.retries += 1
 
     @staticmethod
     def _publish(request: Request, capture: Capture) -> None:

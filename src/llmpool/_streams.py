@@ -19,6 +19,11 @@ envelopes. Its rules:
 
 Opening a stream is already retried by the manager (5xx, 429, connection errors before the
 headers); those errors are not retried again here.
+
+In ``stats()`` a recovering stream is one request, counted once as its caller saw it. Each
+open is a façade request of its own, made with the context variable ``CAPTURE`` marking it
+(``Capture.inner``): the manager then neither counts nor publishes its outcome, and the stream
+records its single outcome, with every open's attempts, through ``_record_stream`` when it ends.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from . import _constants as C
 from ._conversation import Conversation
 from ._errors import StreamInterruptedError
 from ._facade import ManagerView, PooledStream
+from ._record import CAPTURE, AttemptRecord, Capture, RequestOutcome, RequestRecord
 from ._recovery import RecoveryPolicy, missing_reference, request_params
 from ._retry import RetryDecision, backoff_strategy, classify
 from ._sanitizer import ConversationSanitizer
@@ -43,6 +49,7 @@ from ._stream_translate import ChatTranslator, ResponsesTranslator, StreamFailur
 
 if TYPE_CHECKING:
     from ._manager import ConnectionManager
+    from ._request import Request
 
 __all__ = ["RecoveringStream", "stream_chat", "stream_response"]
 
@@ -64,6 +71,10 @@ class RecoveringStream:
     Use it as ``async with`` and iterate it. Nothing is sent before the first ``__anext__``.
     With a ``Conversation``, the assistant's output is recorded in it when the turn completes
     (not when the stream is interrupted).
+
+    In ``stats()`` the stream counts once: completed (its ``complete`` event), failed (an
+    error raised or ended with an ``error`` event), or cancelled (its caller cancelled it, or
+    closed it before it ended). Each retry and rebuild adds one to ``retries``.
 
     Attributes:
         attempts: stream attempts made (opens by this wrapper; the manager's own retries of an
@@ -98,7 +109,6 @@ class RecoveringStream:
         self._sanitizer = sanitizer or ConversationSanitizer()
         self._pending: deque[StreamEvent] = deque()
         self._upstream: PooledStream[Any] | None = None
-        self._last_stream: PooledStream[Any] | None = None  # for ids, after it is closed
         self._translator: ResponsesTranslator | ChatTranslator | None = None
         self._started = False
         self._done = False
@@ -108,14 +118,28 @@ class RecoveringStream:
         self._failure: tuple[str, int | None] | None = None
         self._decision: RetryDecision | None = None
         self._started_at = 0.0
+        self._inner: list[Request] = []  # the opens' requests, in order (see CAPTURE)
+        self._capture: Capture | None = None
+        self._finished = False
+        self._record: RequestRecord | None = None
         self.attempts = 0
         self.recoveries = 0
         self.last_request: dict[str, Any] | None = None
 
     @property
     def request_id(self) -> str | None:
-        """Llmpool's request id of the current (or last) attempt."""
-        return None if self._last_stream is None else self._last_stream.request_id
+        """Llmpool's request id of the current (or last) open, ``None`` before the first."""
+        return self._inner[-1].id if self._inner else None
+
+    @property
+    def record(self) -> RequestRecord | None:
+        """What llmpool did for this stream, once it has ended (else ``None``).
+
+        One ``RequestRecord`` for the whole stream: its ``attempts`` are every open's attempts
+        in order (each names its open's ``request_id``), ``latency`` runs from the first open
+        to the end. ``None`` too if nothing reached the manager (e.g. it was closed).
+        """
+        return self._record
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -123,14 +147,21 @@ class RecoveringStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        while not self._pending:
-            if self._done:
-                raise StopAsyncIteration
-            if not self._started:
-                self._started = True
-                await self._start()
-            else:
-                await self._read_one()
+        try:
+            while not self._pending:
+                if self._done:
+                    raise StopAsyncIteration
+                if not self._started:
+                    self._started = True
+                    await self._start()
+                else:
+                    await self._read_one()
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self._done = True
+            self._finish(exc)
+            raise
         return self._pending.popleft()
 
     async def __aenter__(self) -> Self:
@@ -145,16 +176,79 @@ class RecoveringStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the upstream stream (giving its slot back) and end iteration. Idempotent."""
+        """Close the upstream stream (giving its slot back) and end iteration. Idempotent.
+
+        A stream closed after it started but before it ended (no ``complete`` or ``error``
+        yet) counts as cancelled in ``stats()``.
+        """
         self._done = True
+        await self._release()
+        if self._started:
+            self._finish(None, closed=True)
+
+    async def _release(self) -> None:
         upstream, self._upstream = self._upstream, None
         if upstream is not None:
             await upstream.close()
+
+    # -- the outcome ---------------------------------------------------------------------------
+
+    def _failed_open(self, upstream: PooledStream[Any], exc: BaseException) -> None:
+        """Mark an open's attempt failed, in the record, by what this stream saw.
+
+        The façade may have seen the open end well (read to its end, or closed) where this
+        stream saw an ``error`` event or a truncated answer.
+        """
+        request = upstream.request
+        self._view._manager._end_attempt(request, exc, request.ended_at)
+
+    def _finish(self, exc: BaseException | None, *, closed: bool = False) -> None:
+        """Record how the stream ended, once: in ``stats()``, its record, capture blocks."""
+        if self._finished:
+            return
+        self._finished = True
+        now = anyio.current_time()
+        outcome: RequestOutcome = "completed"
+        if closed or isinstance(exc, anyio.get_cancelled_exc_class()):
+            outcome = "cancelled"
+        elif exc is not None:
+            outcome = "failed"
+        inner = self._inner
+        if inner:
+            attempts: list[AttemptRecord] = []
+            for request in inner:
+                attempts.extend(request.attempt_records(first=len(attempts) + 1))
+            first = next((a for a in map(_first_attempt_at, inner) if a is not None), None)
+            last = inner[-1]
+            self._record = RequestRecord(
+                request_id=last.id,
+                session_id=last.session_id,
+                priority=last.priority,
+                outcome=outcome,
+                error=None if exc is None else type(exc).__name__,
+                attempts=tuple(attempts),
+                queue_wait=None if first is None else first - self._started_at,
+                latency=now - self._started_at,
+                estimated_tokens=last.tokens,
+                used_tokens=last.used_tokens,
+            )
+        # An open refused at submission (the manager closed, too many tokens) was counted
+        # there, as a failure: it never reached the request path, so it is not in ``inner``.
+        counted = len(inner) < self.attempts
+        self._view._manager._record_stream(
+            None if counted else outcome,
+            now - self._started_at,
+            self._record,
+            self._capture,
+            exc,
+        )
 
     # -- before output: open, prime, retry, rebuild ---------------------------------------------
 
     async def _start(self) -> None:
         self._started_at = anyio.current_time()
+        outer = CAPTURE.get()
+        self._capture = Capture(() if outer is None else outer.collectors, inner=self._inner)
         retrying = AsyncRetrying(
             stop=stop_never,  # bounded by _should_retry: max_attempts and max_recoveries
             wait=self._wait,
@@ -181,6 +275,7 @@ class RecoveringStream:
                     request_id=self.request_id,
                 )
             )
+            self._finish(exc)
 
     async def _attempt(self) -> None:
         self._phase = "open"
@@ -188,7 +283,6 @@ class RecoveringStream:
         self.attempts += 1
         self.last_request = params
         upstream = await self._open(params)
-        self._last_stream = upstream
         self._phase = "read"
         translator: ResponsesTranslator | ChatTranslator = (
             ResponsesTranslator(self._started_at)
@@ -208,6 +302,7 @@ class RecoveringStream:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
             await upstream.close()
+            self._failed_open(upstream, exc)
             raise
         self._upstream, self._translator = upstream, translator
         if self._failure is not None:
@@ -221,10 +316,14 @@ class RecoveringStream:
 
     async def _open(self, params: dict[str, Any]) -> PooledStream[Any]:
         stream: PooledStream[Any]
-        if self._api == "responses":
-            stream = await self._view.responses.create(**params)
-        else:
-            stream = await self._view.chat.completions.create(**params)
+        token = CAPTURE.set(self._capture)  # marks the open as this stream's (see _record)
+        try:
+            if self._api == "responses":
+                stream = await self._view.responses.create(**params)
+            else:
+                stream = await self._view.chat.completions.create(**params)
+        finally:
+            CAPTURE.reset(token)
         return stream
 
     def _should_retry(self, state: RetryCallState) -> bool:
@@ -266,6 +365,7 @@ class RecoveringStream:
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
+        self._view._manager._stream_retried()
         reason = "" if self._failure is None else self._failure[0]
         action = "rebuilding the input" if self._decision is None else "retrying"
         logger.info(
@@ -311,7 +411,9 @@ class RecoveringStream:
         except Exception as exc:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
-            await self.aclose()
+            self._done = True
+            await self._release()
+            self._failed_open(upstream, exc)
             self._interrupted(exc, translator)
         else:
             await self._complete_if_done()
@@ -321,8 +423,7 @@ class RecoveringStream:
     ) -> None:
         """End the stream: raise ``StreamInterruptedError``, or queue an ``ErrorEvent``."""
         self._done = True
-        stream = self._last_stream
-        request = None if stream is None else stream.request
+        request = self._inner[-1] if self._inner else None
         began = "after output began" if translator is not None else "before any output"
         text = "" if translator is None else translator.text
         error = StreamInterruptedError(
@@ -351,6 +452,7 @@ class RecoveringStream:
                 request_id=None if request is None else request.id,
             )
         )
+        self._finish(error)
 
     async def _complete_if_done(self) -> None:
         """After a ``complete`` event: close the upstream, record the turn."""
@@ -359,13 +461,19 @@ class RecoveringStream:
         translator = self._translator
         if self._upstream is not None:
             await _drain(self._upstream)
-        await self.aclose()
-        if translator is None or self._conversation is None or translator.final is None:
-            return
-        if self._api == "responses":
-            self._conversation.record_response(translator.final)
-        else:
-            self._conversation.record_chat_message(translator.final)
+        self._done = True
+        await self._release()
+        conversation = self._conversation
+        if translator is not None and conversation is not None and translator.final is not None:
+            if self._api == "responses":
+                conversation.record_response(translator.final)
+            else:
+                conversation.record_chat_message(translator.final)
+        self._finish(None)
+
+
+def _first_attempt_at(request: Request) -> float | None:
+    return request.first_attempt_at()
 
 
 async def _drain(upstream: PooledStream[Any]) -> None:

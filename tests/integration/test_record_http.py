@@ -1,4 +1,5 @@
-"""Per-request records end to end: the real SDK over loopback HTTP to the simulated provider."""
+"""Per-request records and stream stats end to end: the real SDK over loopback HTTP to the
+simulated provider. Counts are what reached the server and what ``stats()`` says."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from llmpool import (
     RateLimitPolicy,
     RetryPolicy,
     capture_requests,
+    stream_response,
 )
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
@@ -40,6 +42,45 @@ def manager_for(sim: SimulatedProvider, api_key: str = "sk-good", **config: Any)
         return openai.AsyncOpenAI(base_url=sim.base_url, api_key=api_key, max_retries=0)
 
     return ConnectionManager(PoolConfig(retry=FAST_RETRY, **config), client_factory=factory)
+
+
+async def read_all(stream: Any) -> list[Any]:
+    async with stream:
+        return [event async for event in stream]
+
+
+def counts(m: ConnectionManager) -> tuple[int, int, int, int]:
+    s = m.stats()
+    return s.completed_requests, s.failed_requests, s.cancelled_requests, s.retries
+
+
+async def test_disconnects_before_output_count_one_failed_stream(sim: SimulatedProvider) -> None:
+    """Every stream cut before any text (max_attempts=3): three requests reach the server,
+    stats() counts one failed stream and two retries."""
+    sim.set_fault_plan(FaultPlan(stream_disconnect_rate=1.0, stream_disconnect_after=1))
+    async with manager_for(sim) as m:
+        with capture_requests() as records, pytest.raises(openai.APIConnectionError) as info:
+            await read_all(stream_response(m, model="m", input="x"))
+        assert sim.count() == 3
+        assert counts(m) == (0, 1, 0, 2)
+    [record] = records
+    assert (record.outcome, len(record.attempts)) == ("failed", 3)
+    assert info.value.llmpool_attempts == 3  # type: ignore[attr-defined]
+    assert info.value.llmpool_request_id == record.request_id  # type: ignore[attr-defined]
+    assert len(info.value.__notes__) == 1
+
+
+async def test_disconnect_then_success_counts_one_completed_stream(
+    sim: SimulatedProvider,
+) -> None:
+    """One cut before output, then the answer: one completed stream with one retry."""
+    sim.set_fault_plan(
+        FaultPlan(scripted=[ScriptedFault(kind="stream_disconnect", after_events=2)])
+    )
+    async with manager_for(sim) as m:
+        events = await read_all(stream_response(m, model="m", input="x"))
+        assert events[-1].type == "complete"
+        assert counts(m) == (1, 0, 0, 1)
 
 
 async def test_facade_call_records_tokens_and_attempts(sim: SimulatedProvider) -> None:
