@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
+import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from . import _constants as C
@@ -268,13 +269,7 @@ class RecoveringStream:
             if self._on_error == "raise":
                 raise
             self._done = True
-            self._pending.append(
-                ErrorEvent(
-                    error=f"{type(exc).__name__}: {exc}",
-                    error_details=getattr(exc, "code", None),
-                    request_id=self.request_id,
-                )
-            )
+            self._pending.append(self._error_event(exc, getattr(exc, "code", None), None))
             self._finish(exc)
 
     async def _attempt(self) -> None:
@@ -444,15 +439,32 @@ class RecoveringStream:
         )
         if self._on_error == "raise":
             raise error from exc
-        self._pending.append(
-            ErrorEvent(
-                error=f"{type(exc).__name__}: {exc}",
-                error_details=str(error),
-                partial_text=text,
-                request_id=None if request is None else request.id,
-            )
-        )
+        self._pending.append(self._error_event(exc, str(error), translator))
         self._finish(error)
+
+    def _error_event(
+        self,
+        exc: Exception,
+        details: str | None,
+        translator: ResponsesTranslator | ChatTranslator | None,
+    ) -> ErrorEvent:
+        """The ``error`` event ending the stream (``on_error="event"``) for failure ``exc``."""
+        if isinstance(exc, StreamFailure):
+            retryable = exc.code is None or exc.code in C.TRANSIENT_STREAM_ERROR_CODES
+        elif isinstance(exc, StreamTruncated):
+            retryable = True
+        else:
+            retryable = classify(exc, max_retry_after=self._retry.max_retry_after).retry
+        return ErrorEvent(
+            error=f"{type(exc).__name__}: {exc}",
+            error_details=details,
+            partial_text="" if translator is None else translator.text,
+            request_id=self.request_id,
+            error_type=type(exc).__name__,
+            status=exc.status_code if isinstance(exc, openai.APIStatusError) else None,
+            retryable=retryable,
+            output_started=translator is not None,
+        )
 
     async def _complete_if_done(self) -> None:
         """After a ``complete`` event: close the upstream, record the turn."""
@@ -505,9 +517,16 @@ def stream_response(
             output is recorded in it on completion. Without it, a 404 can only be recovered
             when ``input`` is a list of items (the whole transcript).
         policy: rebuild rules; ``RecoveryPolicy()`` by default.
-        on_error: ``"raise"`` (default): a failure raises (``StreamInterruptedError`` after
-            output began; the API's error unchanged before); ``"event"``: it ends the stream
-            with an ``ErrorEvent`` instead.
+        on_error: what a failure the stream does not recover from does; it applies before
+            output as after it. ``"raise"`` (default): iterating raises — before any output,
+            the API's error unchanged (a 401, a 400, the last 5xx when retries ran out), a
+            ``StreamInterruptedError`` for a non-transient stream ``error`` event, or llmpool's
+            own error (``QueueTimeoutError``, ``ManagerClosedError``…); after output began,
+            ``StreamInterruptedError`` with the partial output. ``"event"``: every one of
+            these ends the stream with one ``ErrorEvent`` instead (its last event), carrying
+            ``error_type``, ``status``, ``retryable``, ``output_started``, ``partial_text`` and
+            ``request_id``; iterating then ends normally. Cancellation always propagates, and
+            misuse (``ValueError``) is raised here either way.
         sanitizer: builds the portable input; ``ConversationSanitizer()`` by default.
         **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…);
             ``stream=True`` is implied.
@@ -519,8 +538,8 @@ def stream_response(
         ValueError: ``on_error`` is not ``"raise"``/``"event"``, the conversation speaks Chat
             Completions, or ``input`` is given with a conversation.
 
-    Iterating raises what ``ConnectionManager.run`` raises, the API's error when it is not
-    recoverable, and ``StreamInterruptedError``.
+    Iterating raises (with ``on_error="raise"``) what ``ConnectionManager.run`` raises, the
+    API's error when it is not recoverable, and ``StreamInterruptedError``.
     """
     if conversation is not None and ("input" in params or "previous_response_id" in params):
         raise ValueError("with a conversation, input and previous_response_id come from it")
@@ -545,15 +564,18 @@ def stream_chat(
     """A recovering ``chat.completions.create(stream=True, **params)`` through the manager.
 
     Chat Completions keep no server state, so there is nothing to rebuild: a failure before
-    output is retried, one after raises ``StreamInterruptedError`` (or ends with an
-    ``ErrorEvent``). ``stream_options={"include_usage": True}`` is sent unless given, so the
-    ``complete`` event has usage.
+    output is retried, one after raises ``StreamInterruptedError``. With ``on_error="event"``
+    every failure not recovered, before output or after, ends the stream with an
+    ``ErrorEvent`` instead. ``stream_options={"include_usage": True}`` is sent unless given,
+    so the ``complete`` event has usage.
 
     Args:
         target: the manager, or ``manager.with_options(priority=..., session_id=...)``.
         conversation: a ``Conversation(api="chat")``; ``messages`` come from it and the
             assistant message is recorded in it on completion.
-        on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``.
+        on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``: with
+            ``"event"``, an open refused or retried in vain, as well as a stream broken after
+            output began, ends the stream with one ``ErrorEvent``.
         **params: ``chat.completions.create`` parameters; ``stream=True`` is implied.
 
     Raises:
