@@ -70,8 +70,9 @@ class RecoveringStream:
     """A stream of ``StreamEvent``; see the module docstring. Built by ``stream_response``.
 
     Use it as ``async with`` and iterate it. Nothing is sent before the first ``__anext__``.
-    With a ``Conversation``, the assistant's output is recorded in it when the turn completes
-    (not when the stream is interrupted).
+    With a ``Conversation``, the assistant's output is recorded in it when the turn completes;
+    when the turn fails instead (or is cancelled, or closed before it completed), the input
+    added for it is removed (``Conversation.discard_turn``): retry by adding it again.
 
     In ``stats()`` the stream counts once: completed (its ``complete`` event), failed (an
     error raised or ended with an ``error`` event), or cancelled (its caller cancelled it, or
@@ -233,6 +234,8 @@ class RecoveringStream:
                 estimated_tokens=last.tokens,
                 used_tokens=last.used_tokens,
             )
+        if outcome != "completed" and self._conversation is not None:
+            self._conversation.discard_turn()  # a failed turn leaves no input behind
         # An open refused at submission (the manager closed, too many tokens) was counted
         # there, as a failure: it never reached the request path, so it is not in ``inner``.
         counted = len(inner) < self.attempts
