@@ -14,7 +14,8 @@ only those above it in this list):
     _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
     _conversation                    Conversation: the local transcript (pydantic)
     _stream_events, _stream_translate   the StreamEvent envelope; SDK events -> envelope
-    _recovery, _streams              when and how to rebuild; RecoveringStream over the façade
+    _recovery, _stream_params        when and how to rebuild; the SDK's typed parameters
+    _streams                         RecoveringStream over the façade
 
 ``llmpool.testing`` (the simulated provider) and the ``llmpool`` CLI need extras and are
 never imported from here.

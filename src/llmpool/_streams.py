@@ -31,11 +31,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import anyio
 import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_never
+from typing_extensions import Unpack
 
 from . import _constants as C
 from ._conversation import Conversation
@@ -46,6 +47,7 @@ from ._recovery import RecoveryPolicy, missing_reference, request_params
 from ._retry import RetryDecision, backoff_strategy, classify
 from ._sanitizer import ConversationSanitizer
 from ._stream_events import ErrorEvent, RecoveredEvent, StreamEvent
+from ._stream_params import ChatParams, ChatTurnParams, ResponseParams, ResponseTurnParams
 from ._stream_translate import ChatTranslator, ResponsesTranslator, StreamFailure, StreamTruncated
 
 if TYPE_CHECKING:
@@ -501,6 +503,26 @@ async def _drain(upstream: PooledStream[Any]) -> None:
             return
 
 
+@overload
+def stream_response(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: None = None,
+    policy: RecoveryPolicy | None = None,
+    on_error: OnError = "raise",
+    sanitizer: ConversationSanitizer | None = None,
+    **params: Unpack[ResponseParams],
+) -> RecoveringStream: ...
+@overload
+def stream_response(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation,
+    policy: RecoveryPolicy | None = None,
+    on_error: OnError = "raise",
+    sanitizer: ConversationSanitizer | None = None,
+    **params: Unpack[ResponseTurnParams],
+) -> RecoveringStream: ...
 def stream_response(
     target: ConnectionManager | ManagerView,
     *,
@@ -531,8 +553,12 @@ def stream_response(
             ``request_id``; iterating then ends normally. Cancellation always propagates, and
             misuse (``ValueError``) is raised here either way.
         sanitizer: builds the portable input; ``ConversationSanitizer()`` by default.
-        **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…);
-            ``stream=True`` is implied.
+        **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…), typed
+            as the SDK types them (``ResponseParams``; with a conversation
+            ``ResponseTurnParams``, without ``input`` and ``previous_response_id``), plus the
+            SDK's request options (``extra_headers``, ``timeout``…). ``stream=True`` is
+            implied. The SDK's own ``conversation`` parameter (server-side Conversations) is
+            not available here: ``conversation`` is llmpool's local transcript.
 
     Returns:
         The stream; nothing is sent before it is iterated.
@@ -557,6 +583,22 @@ def stream_response(
     )
 
 
+@overload
+def stream_chat(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: None = None,
+    on_error: OnError = "raise",
+    **params: Unpack[ChatParams],
+) -> RecoveringStream: ...
+@overload
+def stream_chat(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation,
+    on_error: OnError = "raise",
+    **params: Unpack[ChatTurnParams],
+) -> RecoveringStream: ...
 def stream_chat(
     target: ConnectionManager | ManagerView,
     *,
@@ -579,7 +621,10 @@ def stream_chat(
         on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``: with
             ``"event"``, an open refused or retried in vain, as well as a stream broken after
             output began, ends the stream with one ``ErrorEvent``.
-        **params: ``chat.completions.create`` parameters; ``stream=True`` is implied.
+        **params: ``chat.completions.create`` parameters, typed as the SDK types them
+            (``ChatParams``: ``model`` and ``messages`` required; with a conversation
+            ``ChatTurnParams``, without ``messages``), plus the SDK's request options.
+            ``stream=True`` is implied.
 
     Raises:
         ValueError: as ``stream_response``; ``messages`` given with a conversation.
