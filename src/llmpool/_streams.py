@@ -164,6 +164,7 @@ class RecoveringStream:
             raise
         except BaseException as exc:
             self._done = True
+            await self._release()  # shielded; the open's attempt ends before the record
             self._finish(exc)
             raise
         return self._pending.popleft()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import openai
 import pytest
 
@@ -130,3 +131,24 @@ async def test_unauthorized_sdk_error_names_its_request(sim: SimulatedProvider) 
     note = f"llmpool: request {record.request_id} after 1 attempt"
     assert info.value.__notes__ == [note]
     assert record.attempts[0].status == 401
+
+
+async def test_cancelled_recovering_stream_counts_once_as_cancelled(
+    sim: SimulatedProvider,
+) -> None:
+    """A recovering stream whose reader is cancelled mid-output: one cancelled request, its
+    slot given back, its record cancelled."""
+    sim.set_fault_plan(FaultPlan(stream_chunk_delay=0.05))  # ~10 events: about 0.5 s
+    async with manager_for(sim) as m:
+        stream = stream_response(m, model="m", input="one two three four")
+        seen: list[str] = []
+        with capture_requests() as records, anyio.move_on_after(0.15):  # a few events in
+            async with stream:
+                async for event in stream:
+                    seen.append(event.type)  # noqa: PERF401 - kept when cancelled
+        assert "complete" not in seen
+        assert counts(m) == (0, 0, 1, 0)
+        assert m.stats().active_connections == 0
+    [record] = records
+    assert record.outcome == "cancelled"
+    assert record is stream.record
