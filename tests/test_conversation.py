@@ -141,3 +141,46 @@ def test_from_json_rejects_what_is_not_a_conversation() -> None:
         Conversation.from_json('{"api": "smtp"}')
     with pytest.raises(pydantic.ValidationError, match="extra"):
         Conversation.from_json('{"transcript": []}')
+
+
+def test_discard_turn_removes_the_turn_in_progress_only() -> None:
+    """discard_turn removes what add_user/add_tool_output added since the last completed
+    turn; items placed directly before it, and completed turns, stay."""
+    conversation = Conversation(api="chat")
+    conversation.items.append({"role": "system", "content": "be brief"})
+    conversation.add_user("one")
+    assert conversation.turn_start == 1
+    conversation.record_chat_message({"role": "assistant", "content": "1"})
+    assert conversation.turn_start is None
+    conversation.add_user("two")
+    conversation.add_user("and three")
+    assert conversation.turn_start == 3
+    conversation.discard_turn()
+    assert [item["content"] for item in conversation.items] == ["be brief", "one", "1"]
+    assert conversation.turn_start is None
+    conversation.discard_turn()  # nothing in progress: nothing removed
+    assert len(conversation.items) == 3
+
+
+def test_discarded_tool_output_can_be_given_again() -> None:
+    """A failed turn that answered a tool call leaves the call pending again."""
+    conversation = Conversation()
+    conversation.add_user("find x")
+    conversation.record_response(sdk_response({"input": "find x", "tools": TOOLS}))
+    [call_id] = conversation.pending_call_ids()
+    conversation.add_tool_output(call_id, "42")
+    assert conversation.pending_call_ids() == []
+    conversation.discard_turn()
+    assert conversation.pending_call_ids() == [call_id]
+    conversation.add_tool_output(call_id, "42")
+    assert [i.get("type") for i in conversation.items].count("function_call_output") == 1
+
+
+def test_turn_in_progress_survives_json() -> None:
+    """turn_start is part of the saved conversation."""
+    conversation = Conversation()
+    conversation.add_user("hi")
+    restored = Conversation.from_json(conversation.to_json())
+    assert restored.turn_start == 0
+    restored.discard_turn()
+    assert restored.items == []

@@ -1,4 +1,4 @@
-"""``llmpool demo``: seed 000's "test multiple terminals" run through one ConnectionManager.
+"""``llmpool demo``: many terminals run through one ConnectionManager.
 
 Tests that call ``main()`` are plain sync tests: ``main`` calls ``anyio.run`` itself. They run
 against the simulated provider with a fast fault plan (latency 0-10 ms, no random faults unless
@@ -7,28 +7,36 @@ a test scripts some), so each takes well under a second or two.
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
-import logging
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import openai
 import pytest
 from rich.console import Console
 
-from llmpool import ConnectionManager, Priority
+from llmpool import ConnectionManager, PoolConfig, Priority, RetryPolicy
 from llmpool._cli import main
 from llmpool._demo import (
     DEFAULT_SEED,
+    UNEXPECTED_RESPONSE,
     DemoOptions,
-    EventCollector,
     RequestResult,
+    live_states,
     terminal_priority,
 )
 from llmpool._demo_report import LineObserver, LiveObserver
 from llmpool.testing import SimulatedProvider
+
+from .helpers import client_factory, status_error
+from .test_manager import Gate
 
 FAST = ["--stagger", "0", "--no-faults", "--latency-min", "0", "--latency-max", "0.01"]
 
@@ -100,7 +108,7 @@ def test_forced_priority(capsys: pytest.CaptureFixture[str]) -> None:
     assert summary["config"]["priority"] == "low"
 
 
-def test_retries_counted_from_the_logs_match_the_manager(
+def test_retries_counted_from_the_records_match_the_manager(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A scripted 503 and 429 cost exactly two retries; the demo's count equals stats()."""
@@ -325,29 +333,44 @@ def test_terminal_priority(number: int, forced: Priority | None, expected: Prior
     assert terminal_priority(number, forced) is expected
 
 
-def test_event_collector_keeps_followed_sessions_only() -> None:
-    """Only llmpool events of the followed sessions are kept, and `take` empties them."""
-    collector = EventCollector(["terminal-1"])
-    logger = logging.getLogger("llmpool")
-    with collector.installed():
-        for session in ("terminal-1", "other", None):
-            logger.debug(
-                "x",
-                extra={
-                    "llmpool_event": "retrying",
-                    "session_id": session,
-                    "request_id": "req_1",
-                    "attempt": 1,
-                },
-            )
-        logger.debug("not an event")
-    assert logger.level == logging.NOTSET
-    last = collector.last("terminal-1")
-    assert last is not None
-    assert (last.name, last.request_id, last.attempt) == ("retrying", "req_1", 1)
-    assert [e.name for e in collector.take("terminal-1")] == ["retrying"]
-    assert collector.take("terminal-1") == []
-    assert collector.last("other") is None
+@pytest.mark.anyio
+async def test_live_states_tell_what_each_terminal_waits_for() -> None:
+    """The live display's states: a running attempt, a request queued behind it, one backing
+    off after a 503, one waiting out the cooldown its 429 started; other sessions ignored."""
+    gate = Gate()
+
+    def failing(error: Exception) -> Any:
+        async def fn(client: openai.AsyncOpenAI) -> None:
+            raise error
+
+        return fn
+
+    retry = RetryPolicy(initial_backoff=30.0, jitter=0.0)
+    config = PoolConfig(pool_size=2, max_concurrency=2, retry=retry)
+    factory = client_factory("http://a.test/v1", "http://b.test/v1")
+    sessions = ["terminal-1", "terminal-2", "terminal-3", "terminal-4"]
+    async with (
+        ConnectionManager(config, client_factory=factory) as m,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lambda: m.run(failing(status_error(503)), session_id="terminal-3"))
+        await anyio.wait_all_tasks_blocked()
+        rate_limited = status_error(429, headers={"retry-after": "30"})
+        tg.start_soon(lambda: m.run(failing(rate_limited), session_id="terminal-4"))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(lambda: m.run(gate.fn("a"), session_id="terminal-1"))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(lambda: m.run(gate.fn("b"), session_id="elsewhere"))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(lambda: m.run(gate.fn("c"), session_id="terminal-2"))
+        await anyio.wait_all_tasks_blocked()
+        assert live_states(m, sessions) == {
+            "terminal-1": "attempt 1",
+            "terminal-2": "queued",
+            "terminal-3": "backing off",
+            "terminal-4": "upstream cooling",
+        }
+        tg.cancel_scope.cancel()
 
 
 def _result(ok: bool) -> RequestResult:
@@ -369,15 +392,10 @@ def test_live_observer_draws_progress_and_stats() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
     options = DemoOptions(terminals=2, requests=1)
-    collector = EventCollector(options.sessions)
     stats = ConnectionManager().stats()
     with LiveObserver(console, options) as observer:
         observer.started("terminal-1", 1)
-        with collector.installed():
-            logging.getLogger("llmpool").debug(
-                "x", extra={"llmpool_event": "executing", "session_id": "terminal-1", "attempt": 2}
-            )
-        observer.tick(stats, collector)
+        observer.tick(stats, {"terminal-1": "attempt 2"})
         observer.finished(_result(ok=True))
         observer.started("terminal-2", 1)
         observer.finished(_result(ok=False))
@@ -436,3 +454,54 @@ def test_rich_report_shows_the_hop(capsys: pytest.CaptureFixture[str]) -> None:
     assert "terminal-hop: streamed conversation east -> west -> east; 2 rebuilt, 1 retried" in out
     assert "turn 2 on west [rebuilt: " in out
     assert "'Simulated reply to: And in Lyon tomorrow?'" in out
+
+
+@pytest.fixture
+def sse_text_server() -> Iterator[str]:
+    """A server that answers every POST with SSE text, as if the call had been streamed."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b'data: {"type": "response.created"}\n\ndata: [DONE]\n\n'
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"), [("responses", "Response"), ("chat", "ChatCompletion")]
+)
+def test_an_answer_of_the_wrong_type_is_a_failure(
+    capsys: pytest.CaptureFixture[str], sse_text_server: str, api: str, expected: str
+) -> None:
+    """SSE text to a non-streamed call makes the SDK return a str: not "ok" but a failure
+    that says what was expected and what came back; exit status 1."""
+    code, summary = run_json(
+        capsys,
+        *("--terminals", "1", "--requests", "2", "--stagger", "0", "--api", api),
+        *("--base-url", sse_text_server, "--api-key", "none"),
+    )
+    assert code == 1
+    assert summary["ok"] is False
+    assert (summary["totals"]["succeeded"], summary["totals"]["failed"]) == (0, 2)
+    failures = summary["failures"]
+    assert [f["error"] for f in failures] == [UNEXPECTED_RESPONSE] * 2
+    assert all(f["message"].startswith(f"expected a {expected}, got str: ") for f in failures)
+    assert all(f["request_id"].startswith("req_") for f in failures)
+    assert summary["stats"]["completedRequests"] == 2  # the manager saw answers

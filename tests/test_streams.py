@@ -465,3 +465,82 @@ async def test_error_before_output_as_an_event(mock: respx.MockRouter) -> None:
     [error] = events
     assert error.type == "error"
     assert error.error.startswith("BadRequestError")
+
+
+@pytest.mark.anyio
+async def test_error_event_before_output_describes_the_failure(mock: respx.MockRouter) -> None:
+    """on_error="event", before any output: a 400 becomes an `error` event with its class,
+    status, not retryable, no output; 503s until retries run out: retryable, status 503."""
+    body = {"error": {"message": "Invalid value.", "type": "x", "param": None, "code": None}}
+    mock.post("/responses").mock(
+        side_effect=[httpx.Response(400, json=body)] + [httpx.Response(503, json=body)] * 4
+    )
+    async with respx_manager() as m:
+        refused = stream_response(m, on_error="event", model="m", input="q")
+        async with refused:
+            [first] = [event async for event in refused]
+        exhausted = stream_response(m, on_error="event", model="m", input="q")
+        async with exhausted:
+            [second] = [event async for event in exhausted]
+    assert isinstance(first, ErrorEvent)
+    assert (first.error_type, first.status, first.retryable, first.output_started) == (
+        "BadRequestError",
+        400,
+        False,
+        False,
+    )
+    assert first.request_id == refused.request_id is not None
+    assert isinstance(second, ErrorEvent)
+    assert (second.error_type, second.status, second.retryable, second.output_started) == (
+        "InternalServerError",
+        503,
+        True,
+        False,
+    )
+
+
+def cut_after_output(last: tuple[str, dict[str, Any]] | None) -> bytes:
+    """The simulated answer to "a b c" without its response.completed, then ``last``."""
+    body = P.response_object(
+        {"model": "m", "input": "a b c"}, response_id="resp_c", output=P.response_output({})
+    )
+    events = list(P.response_events(body))[:-1]
+    if last is not None:
+        events.append(last)
+    return b"".join(
+        P.sse_event({"sequence_number": 90 + n, **data} | {"type": name}, name)
+        for n, (name, data) in enumerate(events)
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("last", "error_type", "retryable"),
+    [
+        (("error", {**ERROR_EVENT, "code": "invalid_prompt"}), "StreamFailure", False),
+        (None, "StreamTruncated", True),
+    ],
+    ids=["non-transient-error-event", "truncated"],
+)
+async def test_error_event_after_output_describes_the_failure(
+    mock: respx.MockRouter, last: Any, error_type: str, retryable: bool
+) -> None:
+    """on_error="event", after text was yielded: the `error` event says output had started,
+    carries the partial text, the failure's class and whether it was transient; one request."""
+    route = mock.post("/responses").mock(return_value=sse_response(cut_after_output(last)))
+    async with respx_manager() as m:
+        stream = stream_response(m, on_error="event", model="m", input="a b c")
+        async with stream:
+            events = [event async for event in stream]
+    assert route.call_count == 1
+    *chunks, error = events
+    assert {e.type for e in chunks} == {"chunk"}
+    assert isinstance(error, ErrorEvent)
+    assert (error.error_type, error.status, error.retryable, error.output_started) == (
+        error_type,
+        None,
+        retryable,
+        True,
+    )
+    assert error.partial_text == "".join(e.content for e in chunks)
+    assert error.partial_text

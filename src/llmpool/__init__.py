@@ -9,13 +9,14 @@ only those above it in this list):
     _limits, _breaker, _retry        rate-limit budgets (token buckets); circuit breaker;
                                      pure retry rules
     _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
-    _stats, _request                 snapshots; one request's bookkeeping
+    _stats, _record, _request        snapshots; per-request records; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
     _manager                         ConnectionManager: composes all of the above
     _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
     _conversation                    Conversation: the local transcript (pydantic)
     _stream_events, _stream_translate   the StreamEvent envelope; SDK events -> envelope
-    _recovery, _streams              when and how to rebuild; RecoveringStream over the façade
+    _recovery, _stream_params        when and how to rebuild; the SDK's typed parameters
+    _streams                         RecoveringStream over the façade
 
 ``llmpool.testing`` (the simulated provider) and the ``llmpool`` CLI need extras and are
 never imported from here.
@@ -46,6 +47,10 @@ from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
 from ._manager import ConnectionManager as ConnectionManager
 from ._pool import ClientFactory as ClientFactory
+from ._record import AttemptRecord as AttemptRecord
+from ._record import CapturedRequests as CapturedRequests
+from ._record import RequestRecord as RequestRecord
+from ._record import capture_requests as capture_requests
 from ._recovery import RecoveryPolicy as RecoveryPolicy
 from ._recovery import missing_reference as missing_reference
 from ._retry import RetryDecision as RetryDecision
@@ -71,7 +76,9 @@ from ._types import Priority as Priority
 __all__ = [
     "ENV_VARS",
     "Admission",
+    "AttemptRecord",
     "CallOptions",
+    "CapturedRequests",
     "ChunkEvent",
     "CircuitPolicy",
     "ClientFactory",
@@ -100,6 +107,7 @@ __all__ = [
     "RecoveredEvent",
     "RecoveringStream",
     "RecoveryPolicy",
+    "RequestRecord",
     "RequestTimeoutError",
     "RequestTooLargeError",
     "RetryDecision",
@@ -109,6 +117,7 @@ __all__ = [
     "ToolCallEvent",
     "UpstreamLimitStats",
     "Usage",
+    "capture_requests",
     "classify",
     "missing_reference",
     "parse_retry_after",

@@ -9,6 +9,11 @@ application can save it as JSON and continue elsewhere.
 
 Items are kept in the shape of the API the conversation speaks: Responses API input/output
 items (``api="responses"``) or Chat Completions messages (``api="chat"``).
+
+A turn is all or nothing: the caller's input for it (``add_user``, ``add_tool_output``) is
+kept from its first item (``turn_start``) until the assistant's side is recorded; a stream
+whose turn fails removes that input again (``discard_turn``), so the turn is retried by adding
+its input again, and that input is sent once.
 """
 
 from __future__ import annotations
@@ -46,6 +51,18 @@ class Conversation(BaseModel):
     ``record_chat_message``) when a turn completes. ``to_json()`` / ``from_json()`` save and
     restore it, e.g. to continue on another process or instance.
 
+    A failed turn leaves no trace: when the stream fails, is cancelled or is closed before it
+    completes, it removes the input added since the last completed turn (``discard_turn``).
+    Retry the turn the way it was first made — ``add_user(...)`` again, stream again — and
+    its input is in the transcript, and in the request, once::
+
+        conversation.add_user("What is the weather in Paris?")
+        try:
+            await consume(stream_response(view, conversation=conversation, model="gpt-5"))
+        except openai.APIError:
+            conversation.add_user("What is the weather in Paris?")  # the failed turn left nothing
+            await consume(stream_response(view, conversation=conversation, model="gpt-5"))
+
     Attributes:
         api: ``"responses"`` (Responses API items) or ``"chat"`` (Chat Completions messages).
             Default ``"responses"``.
@@ -54,6 +71,9 @@ class Conversation(BaseModel):
             ``previous_response_id`` with it first. ``None`` if the last turn was not stored.
         synced: how many leading ``items`` the server holds under ``last_response_id``: the
             next turn sends only ``items[synced:]`` with ``previous_response_id``.
+        turn_start: index in ``items`` of the first input added by ``add_user`` or
+            ``add_tool_output`` since the last completed turn (the turn in progress), or
+            ``None`` when there is none. Items appended to ``items`` directly are not tracked.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -70,6 +90,11 @@ class Conversation(BaseModel):
         ge=0,
         description="Leading items held by the server under last_response_id, count.",
     )
+    turn_start: int | None = Field(
+        default=None,
+        ge=0,
+        description="Index of the turn in progress' first input item; None: no turn pending.",
+    )
 
     # -- the caller's side -------------------------------------------------------------------
 
@@ -85,6 +110,7 @@ class Conversation(BaseModel):
         """
         if not content:
             raise ValueError("add_user: content must not be empty")
+        self._begin_turn()
         if self.api == "responses":
             self.items.append({"type": "message", "role": "user", "content": content})
         else:
@@ -107,12 +133,28 @@ class Conversation(BaseModel):
                 f"add_tool_output: call_id {call_id!r} is not a tool call awaiting output "
                 f"(awaiting: {self.pending_call_ids()})"
             )
+        self._begin_turn()
         if self.api == "responses":
             self.items.append(
                 {"type": "function_call_output", "call_id": call_id, "output": output}
             )
         else:
             self.items.append({"role": "tool", "tool_call_id": call_id, "content": output})
+
+    def discard_turn(self) -> None:
+        """Remove the turn in progress: the items from ``turn_start`` on.
+
+        A recovering stream calls this when its turn fails (an error, an ``error`` event,
+        cancellation, or being closed before it completed), so that retrying the turn sends
+        its input once. Does nothing when no turn is in progress.
+        """
+        if self.turn_start is not None:
+            del self.items[self.turn_start :]
+            self.turn_start = None
+
+    def _begin_turn(self) -> None:
+        if self.turn_start is None or self.turn_start > len(self.items):
+            self.turn_start = len(self.items)
 
     def pending_tool_calls(self) -> list[dict[str, Any]]:
         """The tool calls without an output yet, oldest first.
@@ -158,12 +200,14 @@ class Conversation(BaseModel):
         stored = data.get("store") is not False
         self.last_response_id = data.get("id") if stored else None
         self.synced = len(self.items) if stored else 0
+        self.turn_start = None
 
     def record_chat_message(self, message: object) -> None:
         """Append an assistant message (Chat Completions), e.g. ``choices[0].message``."""
         data = {k: v for k, v in _as_dict(message).items() if v is not None}
         data.setdefault("role", "assistant")
         self.items.append(data)
+        self.turn_start = None
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
-"""``llmpool demo``: seed 000's "test multiple terminals" script, made real.
+"""``llmpool demo``: many terminals sharing one ``ConnectionManager``, shown live.
 
 N terminals (sessions ``terminal-1`` …) each send M requests in turn, with staggered starts and
 mixed priorities, all through one ``ConnectionManager``. By default they talk to the simulated
 provider (``llmpool.testing``) started in-process with a fault plan of 429s with Retry-After,
 5xx answers and realistic latency; with a base URL they talk to that endpoint instead.
 
-The demo measures each request itself (time from the call to its result) and reads what the
-manager did for it — queueing, attempts, retries — from the ``llmpool`` logger: every record
-carries ``llmpool_event`` and ``session_id`` in ``extra``, and a terminal has at most one
-request in flight, so a terminal's records between two of its calls belong to one request.
+Each request runs inside ``llmpool.capture_requests()``: its ``RequestRecord`` says what the
+manager did for it — request id, attempts, retries, queue wait, latency. A request counts as
+succeeded only if it returned the API's type (``Response``, or ``ChatCompletion`` with
+``--api chat``): a server that answers a non-streamed call with SSE text makes the SDK return
+a ``str``, which is a failure here. The live display shows each terminal's request in progress
+(queued, attempt n, backing off, upstream cooling), read from the manager's running requests.
 
 Rendering lives in ``_demo_report`` (rich); this module needs no extra until ``run_demo``.
 """
@@ -16,7 +18,6 @@ Rendering lives in ``_demo_report`` (rich); this module needs no extra until ``r
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -28,28 +29,31 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import openai
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 
 from . import _constants as C
 from ._config import PoolConfig
 from ._demo_hop import HOP_INSTANCES, HopTurn, run_hop, summarize_hop
 from ._manager import ConnectionManager
 from ._pool import ClientFactory
+from ._record import RequestRecord, capture_requests
 from ._stats import ConnectionStats, LatencyStats
 from ._types import Priority
 
 if TYPE_CHECKING:
     from ._facade import ManagerView
+    from ._request import Request
 
 __all__ = [
     "DEFAULT_FAULT_PLAN",
     "DemoOptions",
     "DemoOutcome",
-    "EventCollector",
-    "LogEvent",
     "MissingExtraError",
     "Observer",
     "RequestResult",
     "drive",
+    "live_states",
     "resolve_endpoint",
     "run_demo",
     "summarize",
@@ -63,6 +67,8 @@ DEFAULT_MODEL: Final = C.DEMO_MODEL
 DEFAULT_SEED: Final = C.DEMO_SEED
 SIMULATOR_API_KEY: Final = C.DEMO_SIMULATOR_API_KEY
 _TICK = 0.1  # seconds between two refreshes of the live display
+UNEXPECTED_RESPONSE: Final = "UnexpectedResponseType"
+"""``RequestResult.error`` of a call that returned something else than the API's type."""
 
 DEFAULT_FAULT_PLAN: Final[Mapping[str, Any]] = {
     "latency_min": 0.2,
@@ -144,12 +150,14 @@ class RequestResult:
         priority: the terminal's priority.
         ok: whether the call returned a result.
         latency: from the call to its result or error.
+        latency: from the call to its result or error (the record's ``latency``).
         queue_wait: from the call to the start of its first attempt; ``None`` if it never ran.
-        attempts: attempts made (``executing`` events).
-        retries: retries scheduled (``retrying`` events).
-        request_id: llmpool's request id, from the log records.
-        error: the exception's class name when the call failed.
-        message: the exception's message when the call failed.
+        attempts: attempts made (the record's ``attempts``).
+        retries: attempts after the first (the record's ``retries``).
+        request_id: llmpool's request id, from the record (or the error, if refused at once).
+        error: the exception's class name when the call failed, or ``UnexpectedResponseType``
+            when it returned something else than the API's type.
+        message: the exception's message, or what was returned instead, when it failed.
     """
 
     terminal: str
@@ -163,67 +171,6 @@ class RequestResult:
     request_id: str | None = None
     error: str | None = None
     message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One ``llmpool`` log record of a demo request: event name, ids, ``perf_counter`` time."""
-
-    name: str
-    request_id: str
-    attempt: int
-    at: float
-
-
-class EventCollector(logging.Handler):
-    """A ``logging.Handler`` on the ``llmpool`` logger that keeps each terminal's events.
-
-    Args:
-        sessions: the session ids to follow; records of other sessions are ignored.
-    """
-
-    def __init__(self, sessions: Sequence[str]) -> None:
-        super().__init__(level=logging.DEBUG)
-        self._events: dict[str, list[LogEvent]] = {session: [] for session in sessions}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep ``record`` if it is an llmpool event of a followed session."""
-        name = getattr(record, "llmpool_event", None)
-        session = getattr(record, "session_id", None)
-        if isinstance(name, str) and isinstance(session, str) and session in self._events:
-            request_id = getattr(record, "request_id", "")
-            attempt = getattr(record, "attempt", 0)
-            self._events[session].append(
-                LogEvent(
-                    name=name,
-                    request_id=str(request_id),
-                    attempt=attempt if isinstance(attempt, int) else 0,
-                    at=time.perf_counter(),
-                )
-            )
-
-    def take(self, session: str) -> list[LogEvent]:
-        """Remove and return the events of ``session`` so far."""
-        events, self._events[session] = self._events[session], []
-        return events
-
-    def last(self, session: str) -> LogEvent | None:
-        """The latest event of ``session`` not yet taken, if any."""
-        events = self._events.get(session)
-        return events[-1] if events else None
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        """Attach to the ``llmpool`` logger at DEBUG level; restore the level on exit."""
-        logger = logging.getLogger(C.LOGGER_NAME)
-        level = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.DEBUG)
-        try:
-            yield
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
 
 
 class Observer:
@@ -241,8 +188,11 @@ class Observer:
     def finished(self, result: RequestResult) -> None:
         """A request ended (``result.ok`` tells how)."""
 
-    def tick(self, stats: ConnectionStats, collector: EventCollector) -> None:
-        """Called every 0.1 s with the manager's stats and the terminals' latest events."""
+    def tick(self, stats: ConnectionStats, live: Mapping[str, str]) -> None:
+        """Called every 0.1 s with the manager's stats and the busy terminals' states.
+
+        ``live`` maps a terminal's session id to what its request is doing (``live_states``).
+        """
 
 
 @dataclass(slots=True)
@@ -264,13 +214,40 @@ def _client_factory(base_url: str, api_key: str) -> ClientFactory:
     return build
 
 
-async def _call(view: ManagerView, options: DemoOptions, text: str) -> None:
+async def _call(view: ManagerView, options: DemoOptions, text: str) -> object:
+    # ``object``: what the SDK returns is checked, not assumed (a server answering SSE text
+    # to a non-streamed call makes the SDK return a str).
     if options.api == "chat":
-        await view.chat.completions.create(
+        return await view.chat.completions.create(
             model=options.model, messages=[{"role": "user", "content": text}]
         )
-    else:
-        await view.responses.create(model=options.model, input=text)
+    return await view.responses.create(model=options.model, input=text)
+
+
+def live_states(manager: ConnectionManager, sessions: Sequence[str]) -> dict[str, str]:
+    """What the request in progress of each busy terminal is doing, for the live display.
+
+    ``"queued"``, ``"attempt <n>"``, ``"backing off"`` or ``"upstream cooling"`` (its last
+    attempt was a 429 that cooled its upstream), per session id with a request running.
+    Reads the manager's running requests (a private view: the display's only need; each
+    request's story comes from its ``RequestRecord``).
+    """
+    wanted = set(sessions)
+    running: list[Request] = list(manager._active)
+    states: dict[str, str] = {}
+    for request in running:
+        session = request.session_id
+        if session not in wanted:
+            continue
+        if request.attempt_client is not None:
+            states[session] = f"attempt {request.attempts}"
+        elif request.attempts == 0:
+            states[session] = "queued"
+        elif request.decision is not None and request.decision.cooldown:
+            states[session] = "upstream cooling"
+        else:
+            states[session] = "backing off"
+    return states
 
 
 async def drive(
@@ -294,7 +271,6 @@ async def drive(
     Returns:
         The results (in terminal, then request order), the final stats, the run time.
     """
-    collector = EventCollector(options.sessions)
     results: list[RequestResult] = []
     factory = _client_factory(base_url, api_key)
 
@@ -304,21 +280,23 @@ async def drive(
         view = manager.with_options(priority=priority, session_id=session)
         for index in range(1, options.requests + 1):
             observer.started(session, index)
-            collector.take(session)  # nothing should be left; be sure
             text = f"{session}, request {index} of {options.requests}: say hello."
+            answer: object = None
             error: Exception | None = None
             start = time.perf_counter()
-            try:
-                await _call(view, options, text)
-            except Exception as exc:  # every failure is reported, none stops the demo
-                error = exc
-            result = _result(session, index, priority, start, collector.take(session), error)
+            with capture_requests() as records:
+                try:
+                    answer = await _call(view, options, text)
+                except Exception as exc:  # every failure is reported, none stops the demo
+                    error = exc
+            record = records[0] if records else None
+            result = _result(session, index, priority, start, record, options.api, answer, error)
             results.append(result)
             observer.finished(result)
 
     async def ticker() -> None:
         while True:
-            observer.tick(manager.stats(), collector)
+            observer.tick(manager.stats(), live_states(manager, options.sessions))
             await anyio.sleep(_TICK)
 
     hop: list[HopTurn] = []
@@ -338,18 +316,17 @@ async def drive(
 
     name, other = HOP_INSTANCES
     began = time.perf_counter()
-    with collector.installed():
-        async with ConnectionManager(options.pool, client_factory=factory) as manager:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(ticker)
-                async with anyio.create_task_group() as terminals:
-                    for number, session in enumerate(options.sessions, start=1):
-                        terminals.start_soon(terminal, number, session)
-                    if hop_urls is not None:
-                        terminals.start_soon(hopper)
-                outer.cancel_scope.cancel()
-            stats = manager.stats()
-            observer.tick(stats, collector)
+    async with ConnectionManager(options.pool, client_factory=factory) as manager:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(ticker)
+            async with anyio.create_task_group() as terminals:
+                for number, session in enumerate(options.sessions, start=1):
+                    terminals.start_soon(terminal, number, session)
+                if hop_urls is not None:
+                    terminals.start_soon(hopper)
+            outer.cancel_scope.cancel()
+        stats = manager.stats()
+        observer.tick(stats, {})
     results.sort(key=lambda r: (int(r.terminal.rsplit("-", 1)[1]), r.index))
     return DemoOutcome(
         results=results,
@@ -364,23 +341,31 @@ def _result(
     index: int,
     priority: Priority,
     start: float,
-    events: list[LogEvent],
+    record: RequestRecord | None,
+    api: Api,
+    answer: object,
     error: Exception | None,
 ) -> RequestResult:
+    """One request's result from its record (``None``: refused before it was queued)."""
     end = time.perf_counter()
-    first_attempt = next((e.at for e in events if e.name == "executing"), None)
+    kind: str | None = None if error is None else type(error).__name__
+    message = None if error is None else str(error)
+    expected = ChatCompletion if api == "chat" else Response
+    if error is None and not isinstance(answer, expected):
+        kind = UNEXPECTED_RESPONSE
+        message = f"expected a {expected.__name__}, got {type(answer).__name__}: {answer!r:.80}"
     return RequestResult(
         terminal=session,
         index=index,
         priority=priority,
-        ok=error is None,
-        latency=end - start,
-        queue_wait=None if first_attempt is None else first_attempt - start,
-        attempts=sum(1 for e in events if e.name == "executing"),
-        retries=sum(1 for e in events if e.name == "retrying"),
-        request_id=events[0].request_id if events else None,
-        error=None if error is None else type(error).__name__,
-        message=None if error is None else str(error),
+        ok=kind is None,
+        latency=end - start if record is None else record.latency,
+        queue_wait=None if record is None else record.queue_wait,
+        attempts=0 if record is None else len(record.attempts),
+        retries=0 if record is None else record.retries,
+        request_id=getattr(error, "request_id", None) if record is None else record.request_id,
+        error=kind,
+        message=message,
     )
 
 

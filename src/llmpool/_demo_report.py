@@ -8,6 +8,7 @@ a file, CI — nothing is animated: one plain line per finished request, then th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from ._demo import DemoOptions, EventCollector, Observer, RequestResult, terminal_priority
+from ._demo import DemoOptions, Observer, RequestResult, terminal_priority
 from ._stats import ConnectionStats
 
 if TYPE_CHECKING:
@@ -25,14 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["make_console", "observer_for", "print_header", "print_report"]
 
-_STATES = {
-    "queued": "queued",
-    "executing": "attempt {attempt}",
-    "retrying": "backing off",
-    "cooldown": "upstream cooling",
-    "completed": "completed",
-    "failed": "failed",
-}
 _PRIORITY_STYLE = {"high": "bold red", "normal": "yellow", "low": "cyan"}
 
 
@@ -127,12 +120,11 @@ class LiveObserver(Observer):
             status = f"[red]{failed} failed[/]" + (", done" if done else "")
         self._progress.update(self._tasks[result.terminal], advance=1, status=status)
 
-    def tick(self, stats: ConnectionStats, collector: EventCollector) -> None:
-        """Show each busy terminal's latest event and the manager's stats."""
+    def tick(self, stats: ConnectionStats, live: Mapping[str, str]) -> None:
+        """Show what each busy terminal's request is doing and the manager's stats."""
         for terminal in self._busy:
-            event = collector.last(terminal)
-            if event is not None:
-                state = _STATES.get(event.name, event.name).format(attempt=event.attempt)
+            state = live.get(terminal)
+            if state is not None:
                 self._progress.update(self._tasks[terminal], status=state)
         depth = stats.queue_depth
         self._stats.truncate(0)

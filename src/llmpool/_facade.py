@@ -33,6 +33,7 @@ from . import _constants as C
 from ._config import CallOptions
 from ._errors import ManagerClosedError
 from ._headers import validate_extra_headers
+from ._record import RequestRecord
 from ._request import Request
 from ._tokens import estimate_tokens
 from ._types import Priority
@@ -118,6 +119,14 @@ class PooledStream(Generic[E]):
         """Whether the manager closed this stream at shutdown."""
         return self._aborted
 
+    @property
+    def record(self) -> RequestRecord | None:
+        """What llmpool did for this stream, once it has ended (else ``None``).
+
+        Its attempts' ``duration`` runs to the end of the stream, not to the headers.
+        """
+        return self.request.record()
+
     def __aiter__(self) -> Self:
         return self
 
@@ -172,14 +181,19 @@ class PooledStream(Generic[E]):
     aclose = close
 
     async def _abort(self) -> None:
-        """Shutdown: close the upstream; later reads raise ``ManagerClosedError``."""
+        """Shutdown: end as failed, then close the upstream; reads raise ``ManagerClosedError``.
+
+        The failure is recorded *before* the close is awaited: closing yields (on trio it
+        always does), and a reader woken by the close may call ``close()`` meanwhile, which
+        must find the stream ended rather than record a success.
+        """
         if not self._ended:
             self._aborted = True
-            await self._close_upstream()
             error = self.request.error(
                 ManagerClosedError, "the manager closed this stream", anyio.current_time()
             )
             self._end(error)
+            await self._close_upstream()
 
     async def _close_upstream(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -40,6 +40,14 @@ from ._errors import (
 from ._facade import ManagerView, PooledChat, PooledResponses, PooledStream
 from ._limits import TokenBucket
 from ._pool import ClientFactory, ClientPool, PooledClient, Upstream, adapt_factory, default_client
+from ._record import (
+    CAPTURE,
+    AttemptOutcome,
+    Capture,
+    RequestOutcome,
+    RequestRecord,
+    annotate_error,
+)
 from ._redact import DEFAULT_REDACTOR, Redactor
 from ._request import Request, validate_session_id
 from ._retry import RetryDecision, backoff_strategy, classify
@@ -443,6 +451,9 @@ class ConnectionManager:
             self._scope() if request.deadline is None else self._scope(deadline=request.deadline)
         )
         self._active[request] = scope
+        capture = request.capture = CAPTURE.get()  # capture_requests() blocks, a stream's mark
+        if capture is not None and capture.inner is not None:
+            capture.inner.append(request)  # an open of a recovering stream, which records itself
         try:
             with scope:
                 result = await self._with_retries(request, fn, inject_session, keep_slot)
@@ -570,6 +581,7 @@ class ConnectionManager:
             pooled.in_flight += 1
             request.attempts += 1
             now = anyio.current_time()
+            request.attempt_client, request.attempt_started = pooled, now  # for its record
             if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
                 self._stats.queue_wait.append(now - request.submitted_at)
             request.log(
@@ -599,6 +611,7 @@ class ConnectionManager:
             )
         except BaseException as exc:
             self._on_attempt_failure(request, pooled, exc)
+            self._end_attempt(request, exc, anyio.current_time())
             raise
         finally:
             if pooled is not None and succeeded:
@@ -797,20 +810,90 @@ class ConnectionManager:
 
     # -- outcomes ------------------------------------------------------------------------------
 
+    # A request whose ``capture.inner`` is set is an open of a recovering stream: its outcome
+    # is logged but neither counted nor published; the stream does both once, when it ends.
+
     def _record_success(self, request: Request) -> None:
-        now = anyio.current_time()
+        now = request.ended_at = anyio.current_time()
+        request.outcome = "completed"
+        request.log(logging.DEBUG, "completed", "completed", seconds=now - request.submitted_at)
+        capture = request.capture
+        if capture is not None:
+            if capture.inner is not None:
+                return
+            self._publish(request, capture)
         self._stats.completed += 1
         self._stats.latency.append(now - request.submitted_at)
-        request.log(logging.DEBUG, "completed", "completed", seconds=now - request.submitted_at)
 
     def _record_failure(self, request: Request, exc: BaseException) -> None:
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            self._stats.cancelled += 1
+        now = request.ended_at = anyio.current_time()
+        self._end_attempt(request, exc, now)  # a stream's attempt ends with the stream
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        request.outcome = "cancelled" if cancelled else "failed"
+        kind = request.failure = type(exc).__name__
+        if cancelled:
             request.log(logging.DEBUG, "cancelled", "cancelled by the caller")
+        else:
+            request.log(logging.WARNING, "failed", f"{kind}: {exc}", error=kind)
+        capture = request.capture
+        if capture is not None:
+            if capture.inner is not None:
+                return
+            self._publish(request, capture)
+        if isinstance(exc, openai.OpenAIError):  # propagates unchanged: say which request
+            annotate_error(exc, request.id, request.attempts)
+        if cancelled:
+            self._stats.cancelled += 1
+        else:
+            self._stats.failed += 1
+
+    def _end_attempt(self, request: Request, exc: BaseException, now: float) -> None:
+        """Close the request's open attempt, if any, with how ``exc`` ended it."""
+        if request.attempt_client is None:
             return
-        self._stats.failed += 1
-        kind = type(exc).__name__
-        request.log(logging.WARNING, "failed", f"{kind}: {exc}", error=kind)
+        outcome: AttemptOutcome = "error"
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            outcome = "cancelled"
+        elif isinstance(exc, RequestTimeoutError):
+            outcome = "timeout"
+        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+        request.end_attempt(now, outcome, status, type(exc).__name__)
+
+    def _record_stream(
+        self,
+        outcome: RequestOutcome | None,
+        latency: float,
+        record: RequestRecord | None,
+        capture: Capture | None,
+        exc: BaseException | None,
+    ) -> None:
+        """A recovering stream's one outcome (its opens were not counted; see ``_streams``).
+
+        ``outcome`` is ``None`` when the stream's last open was refused at submission, which
+        counted the failure already; ``record`` is ``None`` when no open reached the manager.
+        """
+        if record is not None:
+            if capture is not None:
+                capture.publish(record)
+            if isinstance(exc, openai.OpenAIError):
+                annotate_error(exc, record.request_id, len(record.attempts))
+        if outcome == "completed":
+            self._stats.completed += 1
+            self._stats.latency.append(latency)
+        elif outcome == "failed":
+            self._stats.failed += 1
+        elif outcome == "cancelled":
+            self._stats.cancelled += 1
+
+    def _stream_retried(self) -> None:
+        """A recovering stream retries or rebuilds (its own, not an open's retry)."""
+        self._stats.retries += 1
+
+    @staticmethod
+    def _publish(request: Request, capture: Capture) -> None:
+        record = request.record()
+        assert record is not None  # the outcome is set before publishing
+        capture.publish(record)
 
 
 def _budget_key(request: Request) -> str | None:

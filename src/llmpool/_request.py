@@ -8,6 +8,7 @@ from typing import Any
 from . import _constants as C
 from ._errors import InvalidSessionIdError, LLMPoolError
 from ._pool import PooledClient, Upstream
+from ._record import AttemptOutcome, AttemptRecord, Capture, RequestOutcome, RequestRecord
 from ._redact import DEFAULT_REDACTOR, Redactor
 from ._retry import RetryDecision
 from ._types import Priority
@@ -20,6 +21,10 @@ logger = logging.getLogger(C.LOGGER_NAME)
 logger.addHandler(logging.NullHandler())
 
 _ANONYMOUS = ""  # the session key shared by requests without a session id
+
+# An ended attempt: number, client index, upstream label, start, end, outcome, status, error.
+# A plain tuple, because it is built on the request path; ``AttemptRecord`` only on demand.
+_Ended = tuple[int, int, str, float, float, AttemptOutcome, int | None, str | None]
 
 
 def validate_session_id(session_id: str | None) -> str | None:
@@ -73,16 +78,22 @@ class Request:
 
     __slots__ = (
         "admission",
+        "attempt_client",
+        "attempt_started",
         "attempts",
+        "capture",
         "current_upstream",
         "deadline",
         "decision",
+        "ended_at",
+        "failure",
         "id",
         "last_error",
         "last_upstream",
         "lease",
         "max_attempts",
         "model",
+        "outcome",
         "priority",
         "probe",
         "queue_timeout",
@@ -95,6 +106,7 @@ class Request:
         "submitted_at",
         "ticket",
         "tokens",
+        "trail",
         "used_tokens",
     )
 
@@ -138,6 +150,15 @@ class Request:
         self.probe: Upstream | None = None  # the upstream whose half-open probe this is
         self.retrying = False  # counted by the retry budget from its first retry to its end
         self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
+        # The request's story (``record()``): the open attempt's client and start, the ended
+        # attempts, how the request ended. ``capture`` is what the context held on entry.
+        self.attempt_client: PooledClient | None = None
+        self.attempt_started = 0.0
+        self.trail: list[_Ended] | None = None  # allocated at the first failed attempt
+        self.capture: Capture | None = None
+        self.outcome: RequestOutcome | None = None
+        self.failure: str | None = None  # the class name of the caller's exception
+        self.ended_at = 0.0
 
     def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
         """Build a typed error carrying this request's context."""
@@ -173,3 +194,81 @@ class Request:
                 if isinstance(value, str):
                     extra[name] = redact(value)
             logger.log(level, "%s %s: %s", self.id, event, redact(message), extra=extra)
+
+    # -- the request's story -----------------------------------------------------------------
+
+    def end_attempt(
+        self, now: float, outcome: AttemptOutcome, status: int | None, error: str | None
+    ) -> None:
+        """Close the open attempt (if any) with how it ended."""
+        pooled = self.attempt_client
+        if pooled is None:
+            return
+        self.attempt_client = None
+        if self.trail is None:
+            self.trail = []
+        self.trail.append(
+            (
+                self.attempts,
+                pooled.index,
+                pooled.upstream.label,
+                self.attempt_started,
+                now,
+                outcome,
+                status,
+                error,
+            )
+        )
+
+    def attempt_records(self, first: int = 1) -> list[AttemptRecord]:
+        """The attempts as records, numbered from ``first``.
+
+        An attempt still open when the request ended (it returned the answer, or it is a
+        stream's attempt and the stream ended well) is ``ok`` and lasts until ``ended_at``.
+        """
+        ended = list(self.trail or ())
+        pooled = self.attempt_client
+        if pooled is not None:
+            start = self.attempt_started
+            ended.append(
+                (0, pooled.index, pooled.upstream.label, start, self.ended_at, "ok", None, None)
+            )
+        return [
+            AttemptRecord(
+                number=number,
+                request_id=self.id,
+                outcome=outcome,
+                status=status,
+                error=error,
+                upstream=upstream,
+                client=client,
+                duration=max(0.0, end - start),
+            )
+            for number, (_, client, upstream, start, end, outcome, status, error) in enumerate(
+                ended, start=first
+            )
+        ]
+
+    def first_attempt_at(self) -> float | None:
+        """When the first attempt started, or ``None`` if none did."""
+        if self.trail:
+            return self.trail[0][3]
+        return self.attempt_started if self.attempt_client is not None else None
+
+    def record(self) -> RequestRecord | None:
+        """This request's ``RequestRecord``, or ``None`` while it has not ended."""
+        if self.outcome is None:
+            return None
+        first = self.first_attempt_at()
+        return RequestRecord(
+            request_id=self.id,
+            session_id=self.session_id,
+            priority=self.priority,
+            outcome=self.outcome,
+            error=self.failure,
+            attempts=tuple(self.attempt_records()),
+            queue_wait=None if first is None else first - self.submitted_at,
+            latency=self.ended_at - self.submitted_at,
+            estimated_tokens=self.tokens,
+            used_tokens=self.used_tokens,
+        )

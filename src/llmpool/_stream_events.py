@@ -91,13 +91,32 @@ class CompleteEvent(_Event):
 
 
 class ErrorEvent(_Event):
-    """The stream ended with an error (only with ``on_error="event"``; else it raises)."""
+    """The stream ended with an error (only with ``on_error="event"``; else it raises).
+
+    Before output (an open refused, retries run out, the manager closed…) as after it (a
+    disconnect, a stream ``error`` event), always the last event of its stream.
+    """
 
     type: Literal["error"] = "error"
     error: str = Field(description="Short description: the error's class name and message.")
     error_details: str | None = Field(default=None, description="More detail, e.g. the API's code.")
     partial_text: str = Field(default="", description="Text already yielded before the error.")
     request_id: str | None = Field(default=None, description="llmpool's request id of the stream.")
+    error_type: str | None = Field(
+        default=None,
+        description="The failure's class name: 'RateLimitError', 'APIConnectionError', "
+        "'StreamFailure' (a stream error event), 'StreamTruncated' (no final event)…",
+    )
+    status: int | None = Field(default=None, description="HTTP status of the failure, if any.")
+    retryable: bool = Field(
+        default=False,
+        description="Whether llmpool's retry rules treat this failure as transient (classify; "
+        "a transient stream error code): sending the turn again may succeed.",
+    )
+    output_started: bool = Field(
+        default=False,
+        description="Whether output (text or tool-call deltas) had reached the caller.",
+    )
 
 
 StreamEvent: TypeAlias = Annotated[

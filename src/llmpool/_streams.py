@@ -19,6 +19,11 @@ envelopes. Its rules:
 
 Opening a stream is already retried by the manager (5xx, 429, connection errors before the
 headers); those errors are not retried again here.
+
+In ``stats()`` a recovering stream is one request, counted once as its caller saw it. Each
+open is a façade request of its own, made with the context variable ``CAPTURE`` marking it
+(``Capture.inner``): the manager then neither counts nor publishes its outcome, and the stream
+records its single outcome, with every open's attempts, through ``_record_stream`` when it ends.
 """
 
 from __future__ import annotations
@@ -26,23 +31,28 @@ from __future__ import annotations
 import logging
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import anyio
+import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_never
+from typing_extensions import Unpack
 
 from . import _constants as C
 from ._conversation import Conversation
 from ._errors import StreamInterruptedError
 from ._facade import ManagerView, PooledStream
+from ._record import CAPTURE, AttemptRecord, Capture, RequestOutcome, RequestRecord
 from ._recovery import RecoveryPolicy, missing_reference, request_params
 from ._retry import RetryDecision, backoff_strategy, classify
 from ._sanitizer import ConversationSanitizer
 from ._stream_events import ErrorEvent, RecoveredEvent, StreamEvent
+from ._stream_params import ChatParams, ChatTurnParams, ResponseParams, ResponseTurnParams
 from ._stream_translate import ChatTranslator, ResponsesTranslator, StreamFailure, StreamTruncated
 
 if TYPE_CHECKING:
     from ._manager import ConnectionManager
+    from ._request import Request
 
 __all__ = ["RecoveringStream", "stream_chat", "stream_response"]
 
@@ -62,8 +72,13 @@ class RecoveringStream:
     """A stream of ``StreamEvent``; see the module docstring. Built by ``stream_response``.
 
     Use it as ``async with`` and iterate it. Nothing is sent before the first ``__anext__``.
-    With a ``Conversation``, the assistant's output is recorded in it when the turn completes
-    (not when the stream is interrupted).
+    With a ``Conversation``, the assistant's output is recorded in it when the turn completes;
+    when the turn fails instead (or is cancelled, or closed before it completed), the input
+    added for it is removed (``Conversation.discard_turn``): retry by adding it again.
+
+    In ``stats()`` the stream counts once: completed (its ``complete`` event), failed (an
+    error raised or ended with an ``error`` event), or cancelled (its caller cancelled it, or
+    closed it before it ended). Each retry and rebuild adds one to ``retries``.
 
     Attributes:
         attempts: stream attempts made (opens by this wrapper; the manager's own retries of an
@@ -98,7 +113,6 @@ class RecoveringStream:
         self._sanitizer = sanitizer or ConversationSanitizer()
         self._pending: deque[StreamEvent] = deque()
         self._upstream: PooledStream[Any] | None = None
-        self._last_stream: PooledStream[Any] | None = None  # for ids, after it is closed
         self._translator: ResponsesTranslator | ChatTranslator | None = None
         self._started = False
         self._done = False
@@ -108,14 +122,28 @@ class RecoveringStream:
         self._failure: tuple[str, int | None] | None = None
         self._decision: RetryDecision | None = None
         self._started_at = 0.0
+        self._inner: list[Request] = []  # the opens' requests, in order (see CAPTURE)
+        self._capture: Capture | None = None
+        self._finished = False
+        self._record: RequestRecord | None = None
         self.attempts = 0
         self.recoveries = 0
         self.last_request: dict[str, Any] | None = None
 
     @property
     def request_id(self) -> str | None:
-        """Llmpool's request id of the current (or last) attempt."""
-        return None if self._last_stream is None else self._last_stream.request_id
+        """Llmpool's request id of the current (or last) open, ``None`` before the first."""
+        return self._inner[-1].id if self._inner else None
+
+    @property
+    def record(self) -> RequestRecord | None:
+        """What llmpool did for this stream, once it has ended (else ``None``).
+
+        One ``RequestRecord`` for the whole stream: its ``attempts`` are every open's attempts
+        in order (each names its open's ``request_id``), ``latency`` runs from the first open
+        to the end. ``None`` too if nothing reached the manager (e.g. it was closed).
+        """
+        return self._record
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -123,14 +151,22 @@ class RecoveringStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        while not self._pending:
-            if self._done:
-                raise StopAsyncIteration
-            if not self._started:
-                self._started = True
-                await self._start()
-            else:
-                await self._read_one()
+        try:
+            while not self._pending:
+                if self._done:
+                    raise StopAsyncIteration
+                if not self._started:
+                    self._started = True
+                    await self._start()
+                else:
+                    await self._read_one()
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self._done = True
+            await self._release()  # shielded; the open's attempt ends before the record
+            self._finish(exc)
+            raise
         return self._pending.popleft()
 
     async def __aenter__(self) -> Self:
@@ -145,16 +181,81 @@ class RecoveringStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the upstream stream (giving its slot back) and end iteration. Idempotent."""
+        """Close the upstream stream (giving its slot back) and end iteration. Idempotent.
+
+        A stream closed after it started but before it ended (no ``complete`` or ``error``
+        yet) counts as cancelled in ``stats()``.
+        """
         self._done = True
+        await self._release()
+        if self._started:
+            self._finish(None, closed=True)
+
+    async def _release(self) -> None:
         upstream, self._upstream = self._upstream, None
         if upstream is not None:
             await upstream.close()
+
+    # -- the outcome ---------------------------------------------------------------------------
+
+    def _failed_open(self, upstream: PooledStream[Any], exc: BaseException) -> None:
+        """Mark an open's attempt failed, in the record, by what this stream saw.
+
+        The façade may have seen the open end well (read to its end, or closed) where this
+        stream saw an ``error`` event or a truncated answer.
+        """
+        request = upstream.request
+        self._view._manager._end_attempt(request, exc, request.ended_at)
+
+    def _finish(self, exc: BaseException | None, *, closed: bool = False) -> None:
+        """Record how the stream ended, once: in ``stats()``, its record, capture blocks."""
+        if self._finished:
+            return
+        self._finished = True
+        now = anyio.current_time()
+        outcome: RequestOutcome = "completed"
+        if closed or isinstance(exc, anyio.get_cancelled_exc_class()):
+            outcome = "cancelled"
+        elif exc is not None:
+            outcome = "failed"
+        inner = self._inner
+        if inner:
+            attempts: list[AttemptRecord] = []
+            for request in inner:
+                attempts.extend(request.attempt_records(first=len(attempts) + 1))
+            first = next((a for a in map(_first_attempt_at, inner) if a is not None), None)
+            last = inner[-1]
+            self._record = RequestRecord(
+                request_id=last.id,
+                session_id=last.session_id,
+                priority=last.priority,
+                outcome=outcome,
+                error=None if exc is None else type(exc).__name__,
+                attempts=tuple(attempts),
+                queue_wait=None if first is None else first - self._started_at,
+                latency=now - self._started_at,
+                estimated_tokens=last.tokens,
+                used_tokens=last.used_tokens,
+            )
+        if outcome != "completed" and self._conversation is not None:
+            self._conversation.discard_turn()  # a failed turn leaves no input behind
+        # An open refused at submission (the manager closed, too many tokens) was counted
+        # there, as a failure: it never reached the request path, so it is not in ``inner``.
+        counted = len(inner) < self.attempts
+        self._view._manager._record_stream(
+            None if counted else outcome,
+            now - self._started_at,
+            self._record,
+            self._capture,
+            exc,
+        )
 
     # -- before output: open, prime, retry, rebuild ---------------------------------------------
 
     async def _start(self) -> None:
         self._started_at = anyio.current_time()
+        outer = CAPTURE.get()
+        self._capture = Capture(() if outer is None else outer.collectors, inner=self._inner)
         retrying = AsyncRetrying(
             stop=stop_never,  # bounded by _should_retry: max_attempts and max_recoveries
             wait=self._wait,
@@ -174,13 +275,8 @@ class RecoveringStream:
             if self._on_error == "raise":
                 raise
             self._done = True
-            self._pending.append(
-                ErrorEvent(
-                    error=f"{type(exc).__name__}: {exc}",
-                    error_details=getattr(exc, "code", None),
-                    request_id=self.request_id,
-                )
-            )
+            self._pending.append(self._error_event(exc, getattr(exc, "code", None), None))
+            self._finish(exc)
 
     async def _attempt(self) -> None:
         self._phase = "open"
@@ -188,7 +284,6 @@ class RecoveringStream:
         self.attempts += 1
         self.last_request = params
         upstream = await self._open(params)
-        self._last_stream = upstream
         self._phase = "read"
         translator: ResponsesTranslator | ChatTranslator = (
             ResponsesTranslator(self._started_at)
@@ -208,6 +303,7 @@ class RecoveringStream:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
             await upstream.close()
+            self._failed_open(upstream, exc)
             raise
         self._upstream, self._translator = upstream, translator
         if self._failure is not None:
@@ -221,10 +317,14 @@ class RecoveringStream:
 
     async def _open(self, params: dict[str, Any]) -> PooledStream[Any]:
         stream: PooledStream[Any]
-        if self._api == "responses":
-            stream = await self._view.responses.create(**params)
-        else:
-            stream = await self._view.chat.completions.create(**params)
+        token = CAPTURE.set(self._capture)  # marks the open as this stream's (see _record)
+        try:
+            if self._api == "responses":
+                stream = await self._view.responses.create(**params)
+            else:
+                stream = await self._view.chat.completions.create(**params)
+        finally:
+            CAPTURE.reset(token)
         return stream
 
     def _should_retry(self, state: RetryCallState) -> bool:
@@ -266,6 +366,7 @@ class RecoveringStream:
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
+        self._view._manager._stream_retried()
         reason = "" if self._failure is None else self._failure[0]
         action = "rebuilding the input" if self._decision is None else "retrying"
         logger.info(
@@ -311,7 +412,9 @@ class RecoveringStream:
         except Exception as exc:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
-            await self.aclose()
+            self._done = True
+            await self._release()
+            self._failed_open(upstream, exc)
             self._interrupted(exc, translator)
         else:
             await self._complete_if_done()
@@ -321,8 +424,7 @@ class RecoveringStream:
     ) -> None:
         """End the stream: raise ``StreamInterruptedError``, or queue an ``ErrorEvent``."""
         self._done = True
-        stream = self._last_stream
-        request = None if stream is None else stream.request
+        request = self._inner[-1] if self._inner else None
         began = "after output began" if translator is not None else "before any output"
         text = "" if translator is None else translator.text
         error = StreamInterruptedError(
@@ -343,13 +445,31 @@ class RecoveringStream:
         )
         if self._on_error == "raise":
             raise error from exc
-        self._pending.append(
-            ErrorEvent(
-                error=f"{type(exc).__name__}: {exc}",
-                error_details=str(error),
-                partial_text=text,
-                request_id=None if request is None else request.id,
-            )
+        self._pending.append(self._error_event(exc, str(error), translator))
+        self._finish(error)
+
+    def _error_event(
+        self,
+        exc: Exception,
+        details: str | None,
+        translator: ResponsesTranslator | ChatTranslator | None,
+    ) -> ErrorEvent:
+        """The ``error`` event ending the stream (``on_error="event"``) for failure ``exc``."""
+        if isinstance(exc, StreamFailure):
+            retryable = exc.code is None or exc.code in C.TRANSIENT_STREAM_ERROR_CODES
+        elif isinstance(exc, StreamTruncated):
+            retryable = True
+        else:
+            retryable = classify(exc, max_retry_after=self._retry.max_retry_after).retry
+        return ErrorEvent(
+            error=f"{type(exc).__name__}: {exc}",
+            error_details=details,
+            partial_text="" if translator is None else translator.text,
+            request_id=self.request_id,
+            error_type=type(exc).__name__,
+            status=exc.status_code if isinstance(exc, openai.APIStatusError) else None,
+            retryable=retryable,
+            output_started=translator is not None,
         )
 
     async def _complete_if_done(self) -> None:
@@ -359,13 +479,19 @@ class RecoveringStream:
         translator = self._translator
         if self._upstream is not None:
             await _drain(self._upstream)
-        await self.aclose()
-        if translator is None or self._conversation is None or translator.final is None:
-            return
-        if self._api == "responses":
-            self._conversation.record_response(translator.final)
-        else:
-            self._conversation.record_chat_message(translator.final)
+        self._done = True
+        await self._release()
+        conversation = self._conversation
+        if translator is not None and conversation is not None and translator.final is not None:
+            if self._api == "responses":
+                conversation.record_response(translator.final)
+            else:
+                conversation.record_chat_message(translator.final)
+        self._finish(None)
+
+
+def _first_attempt_at(request: Request) -> float | None:
+    return request.first_attempt_at()
 
 
 async def _drain(upstream: PooledStream[Any]) -> None:
@@ -378,6 +504,26 @@ async def _drain(upstream: PooledStream[Any]) -> None:
             return
 
 
+@overload
+def stream_response(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: None = None,
+    policy: RecoveryPolicy | None = None,
+    on_error: OnError = "raise",
+    sanitizer: ConversationSanitizer | None = None,
+    **params: Unpack[ResponseParams],
+) -> RecoveringStream: ...
+@overload
+def stream_response(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation,
+    policy: RecoveryPolicy | None = None,
+    on_error: OnError = "raise",
+    sanitizer: ConversationSanitizer | None = None,
+    **params: Unpack[ResponseTurnParams],
+) -> RecoveringStream: ...
 def stream_response(
     target: ConnectionManager | ManagerView,
     *,
@@ -397,12 +543,23 @@ def stream_response(
             output is recorded in it on completion. Without it, a 404 can only be recovered
             when ``input`` is a list of items (the whole transcript).
         policy: rebuild rules; ``RecoveryPolicy()`` by default.
-        on_error: ``"raise"`` (default): a failure raises (``StreamInterruptedError`` after
-            output began; the API's error unchanged before); ``"event"``: it ends the stream
-            with an ``ErrorEvent`` instead.
+        on_error: what a failure the stream does not recover from does; it applies before
+            output as after it. ``"raise"`` (default): iterating raises — before any output,
+            the API's error unchanged (a 401, a 400, the last 5xx when retries ran out), a
+            ``StreamInterruptedError`` for a non-transient stream ``error`` event, or llmpool's
+            own error (``QueueTimeoutError``, ``ManagerClosedError``…); after output began,
+            ``StreamInterruptedError`` with the partial output. ``"event"``: every one of
+            these ends the stream with one ``ErrorEvent`` instead (its last event), carrying
+            ``error_type``, ``status``, ``retryable``, ``output_started``, ``partial_text`` and
+            ``request_id``; iterating then ends normally. Cancellation always propagates, and
+            misuse (``ValueError``) is raised here either way.
         sanitizer: builds the portable input; ``ConversationSanitizer()`` by default.
-        **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…);
-            ``stream=True`` is implied.
+        **params: ``responses.create`` parameters (``model``, ``input``, ``tools``…), typed
+            as the SDK types them (``ResponseParams``; with a conversation
+            ``ResponseTurnParams``, without ``input`` and ``previous_response_id``), plus the
+            SDK's request options (``extra_headers``, ``timeout``…). ``stream=True`` is
+            implied. The SDK's own ``conversation`` parameter (server-side Conversations) is
+            not available here: ``conversation`` is llmpool's local transcript.
 
     Returns:
         The stream; nothing is sent before it is iterated.
@@ -411,8 +568,8 @@ def stream_response(
         ValueError: ``on_error`` is not ``"raise"``/``"event"``, the conversation speaks Chat
             Completions, or ``input`` is given with a conversation.
 
-    Iterating raises what ``ConnectionManager.run`` raises, the API's error when it is not
-    recoverable, and ``StreamInterruptedError``.
+    Iterating raises (with ``on_error="raise"``) what ``ConnectionManager.run`` raises, the
+    API's error when it is not recoverable, and ``StreamInterruptedError``.
     """
     if conversation is not None and ("input" in params or "previous_response_id" in params):
         raise ValueError("with a conversation, input and previous_response_id come from it")
@@ -427,6 +584,22 @@ def stream_response(
     )
 
 
+@overload
+def stream_chat(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: None = None,
+    on_error: OnError = "raise",
+    **params: Unpack[ChatParams],
+) -> RecoveringStream: ...
+@overload
+def stream_chat(
+    target: ConnectionManager | ManagerView,
+    *,
+    conversation: Conversation,
+    on_error: OnError = "raise",
+    **params: Unpack[ChatTurnParams],
+) -> RecoveringStream: ...
 def stream_chat(
     target: ConnectionManager | ManagerView,
     *,
@@ -437,16 +610,22 @@ def stream_chat(
     """A recovering ``chat.completions.create(stream=True, **params)`` through the manager.
 
     Chat Completions keep no server state, so there is nothing to rebuild: a failure before
-    output is retried, one after raises ``StreamInterruptedError`` (or ends with an
-    ``ErrorEvent``). ``stream_options={"include_usage": True}`` is sent unless given, so the
-    ``complete`` event has usage.
+    output is retried, one after raises ``StreamInterruptedError``. With ``on_error="event"``
+    every failure not recovered, before output or after, ends the stream with an
+    ``ErrorEvent`` instead. ``stream_options={"include_usage": True}`` is sent unless given,
+    so the ``complete`` event has usage.
 
     Args:
         target: the manager, or ``manager.with_options(priority=..., session_id=...)``.
         conversation: a ``Conversation(api="chat")``; ``messages`` come from it and the
             assistant message is recorded in it on completion.
-        on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``.
-        **params: ``chat.completions.create`` parameters; ``stream=True`` is implied.
+        on_error: ``"raise"`` (default) or ``"event"``, as in ``stream_response``: with
+            ``"event"``, an open refused or retried in vain, as well as a stream broken after
+            output began, ends the stream with one ``ErrorEvent``.
+        **params: ``chat.completions.create`` parameters, typed as the SDK types them
+            (``ChatParams``: ``model`` and ``messages`` required; with a conversation
+            ``ChatTurnParams``, without ``messages``), plus the SDK's request options.
+            ``stream=True`` is implied.
 
     Raises:
         ValueError: as ``stream_response``; ``messages`` given with a conversation.

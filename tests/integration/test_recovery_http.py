@@ -355,7 +355,7 @@ async def test_chat_disconnect_after_output_raises(
     managers: tuple[ConnectionManager, ConnectionManager],
 ) -> None:
     """Chat Completions: cut after two words: StreamInterruptedError with that text, one
-    request, and the conversation keeps no half answer."""
+    request, and the conversation keeps no half answer (nor the failed turn's input)."""
     sim, _ = sims
     a, _ = managers
     sim.set_fault_plan(
@@ -367,4 +367,4 @@ async def test_chat_disconnect_after_output_raises(
         await collect(stream_chat(a, conversation=conversation, model="m"))
     assert info.value.partial_text == "Simulated reply"
     assert sim.count() == 1
-    assert conversation.items == [{"role": "user", "content": "blue"}]
+    assert conversation.items == []
