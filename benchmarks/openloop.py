@@ -4,6 +4,8 @@ upstream does.
 - ``storm``: the upstream enforces a request quota (600 RPM, burst 10) and we offer 3x that.
   Counts goodput (successes per second inside the window, against the quota), the 429s the
   upstream answered, the calls it received, and what happened to every offered request.
+- ``hintless``: 30 callers against 5 s of 429s without any hint, then 200s: llmpool (circuit
+  breaker) beside llmpool without it and the raw SDK with its own retries.
 - ``priority``: HIGH/NORMAL/LOW mixed, offered above the manager's capacity; measures each
   class's queue wait (submission to the first call of ``fn``).
 """
@@ -173,7 +175,82 @@ async def _priority(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run open-loop scenario ``kind`` (``storm`` or ``priority``) with ``spec``."""
-    scenario = _storm if kind == "storm" else _priority
+    """Run open-loop scenario ``kind`` (``storm``, ``priority`` or ``hintless``) with ``spec``."""
+    scenario = {"storm": _storm, "priority": _priority, "hintless": _hintless}[kind]
     result: dict[str, Any] = anyio.run(scenario, spec, backend="asyncio")
     return result
+
+
+async def _hintless(spec: dict[str, Any]) -> dict[str, Any]:
+    """``hintless``: N callers start at once against an upstream that answers 429 with no
+    hint at all (no Retry-After, no x-ratelimit-*) for ``storm`` seconds, then 200s.
+
+    The upstream is ``llmpool.testing``'s simulated provider on loopback. Variants:
+    ``llmpool`` (default policy: circuit breaker, retry budget), ``llmpool-no-breaker``
+    (``CircuitPolicy(enabled=False)``) and ``raw-sdk`` (``AsyncOpenAI`` with its default
+    ``max_retries=2``, one call per caller, N at once). Counts what reached the upstream
+    during the storm and how each caller ended.
+    """
+    from llmpool.testing import FaultPlan, SimulatedProvider
+
+    callers, storm = int(spec["callers"]), float(spec["storm"])
+    variant = spec["variant"]
+    latency = float(spec["latency_ms"]) / 1000.0
+    calm = FaultPlan(latency_min=latency, latency_max=latency, seed=1)
+    stormy = calm.model_copy(update={"rate_limit_rate": 1.0, "retry_after": None})
+    outcomes: dict[str, int] = {}
+    done_at: list[float] = []
+    async with SimulatedProvider(stormy) as sim:
+
+        def client(index: int = 0) -> openai.AsyncOpenAI:
+            retries = 2 if variant == "raw-sdk" else 0
+            return openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=retries)
+
+        async def end_storm() -> None:
+            await anyio.sleep(storm)
+            sim.set_fault_plan(calm)
+
+        async def count(call: Any) -> None:
+            try:
+                await call()
+            except Exception as exc:
+                outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+            else:
+                outcomes["ok"] = outcomes.get("ok", 0) + 1
+            done_at.append(time.monotonic())
+
+        start = time.monotonic()
+        if variant == "raw-sdk":
+            raw = client()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(end_storm)
+                for _ in range(callers):
+                    tg.start_soon(
+                        count, lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES)
+                    )
+            await raw.close()
+        else:
+            circuit = llmpool.CircuitPolicy(enabled=variant == "llmpool")
+            config = llmpool.PoolConfig(
+                max_concurrency=int(spec["concurrency"]), queue_timeout=60.0, circuit=circuit
+            )
+            manager = llmpool.ConnectionManager(config, client_factory=client)
+            async with manager, anyio.create_task_group() as tg:
+                tg.start_soon(end_storm)
+                for _ in range(callers):
+                    tg.start_soon(
+                        count,
+                        lambda: manager.chat.completions.create(model=MODEL, messages=MESSAGES),
+                    )
+        arrivals = [r.received_at - start for r in sim.requests]
+    during = sum(1 for t in arrivals if t < storm)
+    return {
+        "variant": variant,
+        "callers": callers,
+        "storm_seconds": storm,
+        "requests_during_storm": during,
+        "requests_total": len(arrivals),
+        "outcomes": outcomes,
+        "succeeded": outcomes.get("ok", 0),
+        "last_done_seconds": max(done_at) - start if done_at else 0.0,
+    }

@@ -118,6 +118,22 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     r["goodput_vs_quota"] >= 0.95 and r["share_429"] <= 0.02 and r["lost"] == 0,
                 )
             )
+    hintless = scenarios.get("hintless")
+    if hintless is not None:
+        r = hintless["runs"]["llmpool"]
+        raw = hintless["runs"]["raw-sdk"]
+        limit = r["callers"] // 2
+        rows.append(
+            _target(
+                f"hintless 429 storm: {r['callers']} callers, {r['storm_seconds']:g} s of 429s"
+                " without a hint, then 200s",
+                f"every caller succeeds; <= {limit} requests during the storm",
+                f"{r['succeeded']}/{r['callers']} succeeded, {r['requests_during_storm']} requests"
+                f" during the storm (raw SDK: {raw['succeeded']}/{raw['callers']},"
+                f" {raw['requests_during_storm']})",
+                r["succeeded"] == r["callers"] and r["requests_during_storm"] <= limit,
+            )
+        )
     prio = scenarios.get("priority")
     if prio is not None:
         high = prio["by_class"]["high"]["queue_wait_ms"]["p95"]
@@ -177,6 +193,11 @@ def validate(doc: dict[str, Any]) -> list[str]:
                 problems.append(f"storm/{mode}: more successes than calls reached the upstream")
             if sum(r["outcomes"].values()) != r["offered"]:
                 problems.append(f"storm/{mode}: outcomes do not add up to the offered requests")
+    hintless = scenarios.get("hintless")
+    if hintless is not None:
+        for variant, r in hintless["runs"].items():
+            if sum(r["outcomes"].values()) != r["callers"]:
+                problems.append(f"hintless/{variant}: outcomes do not add up to the callers")
     prio = scenarios.get("priority")
     if prio is not None:
         for name, c in prio["by_class"].items():
@@ -374,6 +395,30 @@ def _micro_sections(scenarios: dict[str, Any]) -> list[str]:
                 f"| {mode} | {r['offered_rps']:.1f} | {r['goodput_rps']:.2f} | "
                 f"{r['goodput_vs_quota']:.1%} | {r['server_calls']} | {r['server_429']} | "
                 f"{r['share_429']:.2%} | {r['shed']} | {r['lost']} | {r['retries']} | {outcomes} |"
+            )
+        out.append("")
+    hintless = scenarios.get("hintless")
+    if hintless is not None:
+        first = next(iter(hintless["runs"].values()))
+        out += [
+            "## 429 storm without hints",
+            "",
+            f"{first['callers']} callers start at once; the simulated provider answers every "
+            f"request with a 429 that carries no `Retry-After` and no `x-ratelimit-*` for "
+            f"{first['storm_seconds']:g} s, then 200s (20 ms service time). `llmpool`: "
+            "`PoolConfig(max_concurrency=10, queue_timeout=60)` with the default circuit "
+            "breaker; `llmpool-no-breaker`: the same with `CircuitPolicy(enabled=False)`; "
+            "`raw-sdk`: one `AsyncOpenAI` with its default `max_retries=2`, every caller at once.",
+            "",
+            "| variant | requests during the storm | requests in all | succeeded | last done s |"
+            " outcomes |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for variant, r in hintless["runs"].items():
+            outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(r["outcomes"].items()))
+            out.append(
+                f"| {variant} | {r['requests_during_storm']} | {r['requests_total']} | "
+                f"{r['succeeded']}/{r['callers']} | {r['last_done_seconds']:.1f} | {outcomes} |"
             )
         out.append("")
     prio = scenarios.get("priority")

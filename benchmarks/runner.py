@@ -24,7 +24,7 @@ from .clients import VARIANTS, litellm_available
 
 ROOT = Path(__file__).resolve().parent.parent  # subprocesses run here: `-m benchmarks.*`
 
-SCENARIOS = ("throughput", "scheduler", "memory", "storm", "priority")
+SCENARIOS = ("throughput", "scheduler", "memory", "storm", "hintless", "priority")
 """Scenario names, in run order (``--scenario NAME`` picks some)."""
 
 
@@ -44,6 +44,8 @@ class Settings:
     storm_seconds: float
     storm_modes: tuple[str, ...]
     priority_seconds: float
+    hintless_seconds: float = 5.0  # the hintless 429 storm's length
+    hintless_callers: int = 30
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:
@@ -61,6 +63,8 @@ class Settings:
                 storm_seconds=2.0,
                 storm_modes=("configured",),
                 priority_seconds=1.0,
+                hintless_seconds=1.0,
+                hintless_callers=10,
             )
         if mode == "quick":
             return cls(
@@ -286,6 +290,26 @@ def _run_one(
                 f" 429s {r['share_429']:.1%} of calls, lost {r['lost']}"
             )
         return {"rate_limit_policy": has_policy, "runs": runs}
+    if name == "hintless":
+        runs = {}
+        for variant in ("llmpool", "llmpool-no-breaker", "raw-sdk"):
+            r = runs[variant] = measure(
+                {
+                    "kind": "hintless",
+                    "variant": variant,
+                    "callers": settings.hintless_callers,
+                    "storm": settings.hintless_seconds,
+                    "latency_ms": 20,
+                    "concurrency": 10,
+                    "cpu": client_cpu,
+                }
+            )
+            log(
+                f"  hintless {variant}: {r['requests_during_storm']} requests during the storm,"
+                f" {r['succeeded']}/{r['callers']} succeeded,"
+                f" last done {r['last_done_seconds']:.1f}s"
+            )
+        return {"runs": runs}
     if name == "priority":
         return measure(
             {

@@ -115,7 +115,7 @@ def main() -> None:
         from . import micro
 
         result = micro.run(kind, spec)
-    elif kind in ("storm", "priority"):
+    elif kind in ("storm", "priority", "hintless"):
         from . import openloop
 
         result = openloop.run(kind, spec)
