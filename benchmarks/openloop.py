@@ -247,6 +247,7 @@ async def _hintless(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "variant": variant,
         "callers": callers,
+        "concurrency": int(spec["concurrency"]),
         "storm_seconds": storm,
         "requests_during_storm": during,
         "requests_total": len(arrivals),

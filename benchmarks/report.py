@@ -122,7 +122,8 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if hintless is not None:
         r = hintless["runs"]["llmpool"]
         raw = hintless["runs"]["raw-sdk"]
-        limit = r["callers"] // 2
+        # The first wave (one per slot) cannot be avoided; then at most 5 probes.
+        limit = r.get("concurrency", 10) + 5
         rows.append(
             _target(
                 f"hintless 429 storm: {r['callers']} callers, {r['storm_seconds']:g} s of 429s"
