@@ -211,5 +211,20 @@ async def test_space_waiter_woken_and_cancelled_passes_the_place_on() -> None:
         b_scope.cancel()
 
 
-async def _noop(client: openai.AsyncOpenAI) -> None:
-    return None
+@pytest.mark.anyio
+async def test_evicted_waiting_request_waits_for_a_place_again() -> None:
+    """admission="wait": a LOW request evicted by HIGH is not refused; it waits for a place
+    again and completes after HIGH."""
+    gate = Gate()
+    async with manager(max_concurrency=1, max_queue_size=1) as m, anyio.create_task_group() as tg:
+        tg.start_soon(m.run, gate.fn("holder"))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(m.with_options(priority="low", admission="wait").run, gate.fn("low"))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(m.with_options(priority="high").run, gate.fn("high"))
+        await anyio.wait_all_tasks_blocked()
+        assert m.stats().queue_depth == {"high": 1, "normal": 0, "low": 0}
+        assert len(m._scheduler._space) == 1  # the evicted LOW waits for a place
+        gate.open.set()
+    assert gate.calls == ["holder", "high", "low"]
+    assert m.stats().rejected_requests == 0

@@ -29,7 +29,7 @@ def run_example(name: str) -> str:
 
 def test_every_example_is_tested() -> None:
     """A new script in examples/ needs a test here."""
-    tested = {"basic.py", "streaming.py", "custom_factory.py", "multi_server.py"}
+    tested = {"basic.py", "streaming.py", "custom_factory.py", "multi_server.py", "batch.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -71,3 +71,14 @@ def test_multi_server() -> None:
     assert "previous_response_id sent: False" in out
     assert "server ids sent: []" in out
     assert "stream attempts 2, recoveries 1" in out
+
+
+def test_batch() -> None:
+    """500 LOW items with back-pressure all succeed while HIGH requests keep flowing; the full
+    queue refuses nothing (evicted batch items wait for a place again)."""
+    out = run_example("batch.py")
+    assert "batch: 500/500 items ok" in out
+    assert "item 499: Simulated reply to: item 499" in out
+    assert "rejected 0, failed 0" in out
+    high = int(out.split("high: ")[1].split(" requests")[0])
+    assert high >= 3, "HIGH requests flowed during the batch"

@@ -632,15 +632,7 @@ class ConnectionManager:
                 request.log(logging.DEBUG, "queued", f"queued ({scheduler.queued + 1} waiting)")
             with anyio.move_on_after(request.queue_timeout) as scope:
                 try:
-                    if request.admission == "wait" and not retry:
-                        await scheduler.wait_for_space(request.priority.rank, request.seq)
-                    await scheduler.acquire(
-                        request.priority.rank,
-                        request.session_key,
-                        request.seq,
-                        retry=retry,
-                        claim=request,
-                    )
+                    await self._wait_for_slot(request, retry)
                 except QueueFull as exc:
                     self._stats.rejected += 1
                     reason = (
@@ -741,6 +733,30 @@ class ConnectionManager:
             request.retrying = True
             self._retrying += 1
         return True
+
+    async def _wait_for_slot(self, request: Request, retry: bool) -> None:
+        """Queue for a slot; with ``admission="wait"``, first for a place in a full queue.
+
+        A waiting-mode request evicted for a higher-priority one goes back to waiting for a
+        place (keeping its arrival order) instead of failing: back-pressure, not an error.
+
+        Raises:
+            QueueFull: the queue is full (``"reject"``), or this waiter was evicted.
+        """
+        scheduler = self._scheduler
+        rank, waits = request.priority.rank, request.admission == "wait" and not retry
+        while True:
+            if waits:
+                await scheduler.wait_for_space(rank, request.seq)
+            try:
+                await scheduler.acquire(
+                    rank, request.session_key, request.seq, retry=retry, claim=request
+                )
+            except QueueEvicted:
+                if waits:
+                    continue
+                raise
+            return
 
     def _pick(self, request: Request) -> PooledClient:
         """The least busy client of the upstream whose budget the grant reserved."""
