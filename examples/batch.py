@@ -66,7 +66,8 @@ async def main() -> None:
                 async with anyio.create_task_group() as items:
                     for index in range(BATCH):
                         items.start_soon(one_item, index, progress, task)
-                        await anyio.lowlevel.checkpoint()  # let the item reach the queue (or wait for it)
+                        # Let the item reach the queue (or start waiting for a place).
+                        await anyio.lowlevel.checkpoint()
                 batch_done.set()
 
             async def interactive_user() -> None:
