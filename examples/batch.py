@@ -3,9 +3,10 @@
 Starts llmpool's simulated provider on a free loopback port (no network, no API key). One
 ``ConnectionManager`` with a small queue (``max_queue_size=40``) serves two kinds of work:
 
-* a **batch** of 500 LOW requests, submitted as fast as the producer can. Its view uses
-  ``admission="wait"``: when the queue is full the producer waits for a place (back-pressure)
-  instead of getting ``QueueFullError``, so no item is refused and memory stays bounded;
+* a **batch** of 500 LOW requests. The producer keeps at most 64 items in flight (an
+  ``anyio.CapacityLimiter``: its own memory stays bounded) and their view uses
+  ``admission="wait"``: an item that finds the queue full (40 queued, 8 running) waits for a
+  place instead of getting ``QueueFullError``, so no item is refused;
 * **interactive** HIGH requests, one every 20 ms. A full queue still admits HIGH: the newest
   LOW waiter would be evicted to make room, and the batch waits with ``admission="wait"``, so
   here no batch item is refused either. HIGH is granted ahead of the batch's queued work.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import time
 
 import anyio
-import anyio.lowlevel
 import openai
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -52,6 +52,8 @@ async def main() -> None:
             high_waits: list[float] = []
             batch_done = anyio.Event()
 
+            in_flight = anyio.CapacityLimiter(64)
+
             async def one_item(index: int, progress: Progress, task: int) -> None:
                 try:
                     reply = await batch.responses.create(model=MODEL, input=f"item {index}")
@@ -60,14 +62,15 @@ async def main() -> None:
                     results[index] = f"refused: {exc}"
                 except openai.APIError as exc:
                     results[index] = f"failed: {type(exc).__name__}"
+                finally:
+                    in_flight.release_on_behalf_of(index)
                 progress.advance(task)
 
             async def producer(progress: Progress, task: int) -> None:
                 async with anyio.create_task_group() as items:
                     for index in range(BATCH):
+                        await in_flight.acquire_on_behalf_of(index)  # waits at 64 in flight
                         items.start_soon(one_item, index, progress, task)
-                        # Let the item reach the queue (or start waiting for a place).
-                        await anyio.lowlevel.checkpoint()
                 batch_done.set()
 
             async def interactive_user() -> None:

@@ -10,7 +10,7 @@ import openai
 import pytest
 from trio.testing import MockClock
 
-from llmpool import QueueFullError, QueueTimeoutError
+from llmpool import PoolConfig, QueueFullError, QueueTimeoutError
 from llmpool._scheduler import QueueEvicted, QueueFull, Scheduler
 
 from .test_manager import Gate, manager
@@ -228,3 +228,14 @@ async def test_evicted_waiting_request_waits_for_a_place_again() -> None:
         gate.open.set()
     assert gate.calls == ["holder", "high", "low"]
     assert m.stats().rejected_requests == 0
+
+
+@pytest.mark.anyio
+async def test_wait_admission_needs_a_queue() -> None:
+    """admission="wait" with max_queue_size=0 has no place to wait for: refused at once, in
+    the config and on a view, saying why."""
+    with pytest.raises(ValueError, match="needs max_queue_size >= 1"):
+        PoolConfig(max_queue_size=0, admission="wait")
+    async with manager(max_queue_size=0) as m:
+        with pytest.raises(ValueError, match="needs max_queue_size >= 1"):
+            m.with_options(admission="wait")

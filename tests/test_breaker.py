@@ -151,3 +151,15 @@ def test_classify_429_hints(
 def test_classify_5xx_counts_towards_the_breaker(status: int, breaker: str | None) -> None:
     """5xx answers count as failures; other statuses say the upstream is up."""
     assert classify(status_error(status)).breaker == breaker
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-should-retry": "false"}, {"retry-after": "3600"}],
+    ids=["x-should-retry-false", "retry-after-too-long"],
+)
+def test_a_5xx_that_is_not_retried_still_counts_as_a_failure(headers: dict[str, str]) -> None:
+    """A 5xx is news about the upstream's health even when it is not retried: it never
+    reads as an answer that would close an open circuit."""
+    decision = classify(status_error(503, headers))
+    assert (decision.retry, decision.breaker) == (False, "failure")

@@ -20,6 +20,7 @@ from trio.testing import MockClock
 
 from llmpool import (
     ConnectionManager,
+    DeadlineExceededError,
     ModelRateLimit,
     PoolConfig,
     QueueFullError,
@@ -31,7 +32,7 @@ from llmpool import (
 
 from .helpers import client_factory, status_error
 
-BEHAVIOURS = ["ok", "slow", "flaky", "always-500", "auth", "hang"]
+BEHAVIOURS = ["ok", "slow", "flaky", "always-500", "auth", "hang", "hintless-429"]
 EXPECTED_ERRORS = {
     cls.__name__
     for cls in (
@@ -40,6 +41,8 @@ EXPECTED_ERRORS = {
         RequestTimeoutError,
         openai.InternalServerError,
         openai.AuthenticationError,
+        openai.RateLimitError,
+        DeadlineExceededError,
     )
 }
 
@@ -52,6 +55,8 @@ class Spec:
     start: float
     cancel_after: float | None
     tokens: int
+    deadline: float | None = None  # with_options(deadline=...), units
+    admission: str = "reject"
 
 
 specs = st.lists(
@@ -64,6 +69,8 @@ specs = st.lists(
         start=st.integers(0, 5).map(float) | st.floats(0, 5),
         cancel_after=st.none() | st.integers(0, 20).map(float) | st.floats(0, 20),
         tokens=st.integers(0, 6),
+        deadline=st.none() | st.integers(1, 12).map(float),
+        admission=st.sampled_from(["reject", "wait"]),
     ),
     min_size=1,
     max_size=30,
@@ -112,6 +119,8 @@ async def scenario(
                 await anyio.sleep(2 * unit)
             elif behaviour == "flaky" and calls[i] == 1:
                 raise status_error(503)
+            elif behaviour == "hintless-429" and calls[i] <= 2:
+                raise status_error(429)  # no hint: opens the upstream's circuit
             elif behaviour == "always-500":
                 raise status_error(500)
             elif behaviour == "auth":
@@ -130,12 +139,13 @@ async def scenario(
             if spec.cancel_after is not None:
                 scope.deadline = anyio.current_time() + spec.cancel_after * unit
             try:
-                value = await m.run(
-                    make_fn(i, spec.behaviour),
+                view = m.with_options(
                     priority=spec.priority,
                     session_id=spec.session,
-                    estimated_tokens=spec.tokens,
+                    deadline=None if spec.deadline is None else spec.deadline * unit,
+                    admission="wait" if spec.admission == "wait" else "reject",
                 )
+                value = await view.run(make_fn(i, spec.behaviour), estimated_tokens=spec.tokens)
                 outcomes[i].append("ok" if value == i else f"wrong result {value}")
             except Exception as exc:
                 outcomes[i].append(type(exc).__name__)

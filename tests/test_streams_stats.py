@@ -218,3 +218,15 @@ async def test_stream_refused_at_submission_counts_once(mock: respx.MockRouter) 
     assert route.call_count == 0
     assert counts(m) == (0, 1, 0, 0)
     assert list(records) == []
+
+
+async def test_view_max_attempts_bounds_the_streams_own_retries(mock: respx.MockRouter) -> None:
+    """with_options(max_attempts=1): a transient response.failed before output is not retried
+    by the recovering stream either (the manager's default would allow three)."""
+    route = mock.post("/responses").mock(side_effect=[response_failed() for _ in range(3)])
+    async with respx_manager() as m:
+        stream = stream_response(m.with_options(max_attempts=1), model="m", input="q")
+        with pytest.raises(StreamInterruptedError):
+            await read_all(stream)
+        assert route.call_count == 1
+        assert counts(m) == (0, 1, 0, 0)

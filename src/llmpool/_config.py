@@ -1,6 +1,9 @@
-"""Configuration models: ``PoolConfig`` and its ``RetryPolicy``.
+"""Configuration models: ``PoolConfig``, its policies, and the per-call ``CallOptions``.
 
-Both are frozen pydantic models that reject unknown fields; make variants with
+``PoolConfig`` holds a ``RetryPolicy``, a ``RateLimitPolicy`` (with ``ModelRateLimit`` per
+model) and a ``CircuitPolicy``.
+
+All are frozen pydantic models that reject unknown fields; make variants with
 ``config.model_copy(update={...})``. ``PoolConfig.from_env`` reads the ``LLMPOOL_*`` variables
 listed in ``ENV_VARS``. Every duration is a float in seconds.
 """
@@ -177,10 +180,14 @@ class RateLimitPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     requests_per_minute: int | None = Field(
-        default=None, ge=1, description="Requests per minute per upstream (RPM); None: unlimited."
+        default=None,
+        ge=1,
+        description="Requests per minute of each model per upstream (RPM); None: unlimited.",
     )
     tokens_per_minute: int | None = Field(
-        default=None, ge=1, description="Tokens per minute per upstream (TPM); None: unlimited."
+        default=None,
+        ge=1,
+        description="Tokens per minute of each model per upstream (TPM); None: unlimited.",
     )
     burst: float = Field(
         default=C.DEFAULT_RATE_LIMIT_BURST,
@@ -234,7 +241,10 @@ class PoolConfig(BaseModel):
     max_queue_size: int = Field(
         default=C.DEFAULT_MAX_QUEUE_SIZE,
         ge=0,
-        description="Requests allowed to wait for a slot; one more gets QueueFullError.",
+        description=(
+            "Requests allowed to wait for a slot; one more is refused (QueueFullError) unless "
+            "it evicts a lower-priority waiter or admission='wait'."
+        ),
     )
     queue_timeout: float = Field(
         default=C.DEFAULT_QUEUE_TIMEOUT, gt=0, description="Longest wait for a slot, seconds."
@@ -264,6 +274,15 @@ class PoolConfig(BaseModel):
         default_factory=RateLimitPolicy, description="Provider rate limits (RPM/TPM)."
     )
 
+    @model_validator(mode="after")
+    def _check_admission(self) -> Self:
+        if self.admission == "wait" and self.max_queue_size == 0:
+            raise ValueError(
+                "admission='wait' needs max_queue_size >= 1: with no queue there is no place "
+                "to wait for"
+            )
+        return self
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
         """Build a config from ``LLMPOOL_*`` environment variables (see ``ENV_VARS``).
@@ -271,10 +290,9 @@ class PoolConfig(BaseModel):
         Args:
             environ: the variables to read; ``os.environ`` by default.
             **overrides: fields that take precedence over the environment. For a nested
-                policy (``retry``, ``rate_limit``) a mapping is merged over the values read
-                from that policy's variables (``retry={"max_attempts": 2}`` keeps
-                ``LLMPOOL_RETRY_JITTER``); a ``RetryPolicy`` / ``RateLimitPolicy`` instance
-                replaces the whole policy.
+                policy (``retry``, ``rate_limit``, ``circuit``) a mapping is merged over the
+                values read from that policy's variables (``retry={"max_attempts": 2}`` keeps
+                ``LLMPOOL_RETRY_JITTER``); a policy instance replaces the whole policy.
 
         Returns:
             The validated config; unset variables keep their defaults.
@@ -397,4 +415,4 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_RATE_LIMIT_LEARN_FROM_HEADERS": "rate_limit.learn_from_headers",
 }
 """Environment variable -> ``PoolConfig`` field (``retry.*`` fields of ``RetryPolicy``,
-``rate_limit.*`` fields of ``RateLimitPolicy``)."""
+``rate_limit.*`` fields of ``RateLimitPolicy``, ``circuit.*`` fields of ``CircuitPolicy``)."""

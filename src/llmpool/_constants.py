@@ -33,8 +33,9 @@ DEFAULT_RETRY_BUDGET_PERCENT: Final = 20.0
 DEFAULT_MIN_RETRY_CONCURRENCY: Final = 3
 
 # Circuit breaker per upstream (docs/retries.md): a hintless 429 opens it, so do this many
-# consecutive 5xx / connection failures; cooldown min(initial * 2**(n-1) + uniform(0, jitter),
-# max) seconds for the n-th open in a row; half-open lets one probe through.
+# consecutive 5xx answers, connection errors or timeouts; cooldown
+# min(initial * 2**(n-1) + uniform(0, jitter), max) seconds for the n-th open in a row;
+# half-open lets one probe through.
 DEFAULT_CIRCUIT_FAILURE_THRESHOLD: Final = 5
 DEFAULT_CIRCUIT_INITIAL_COOLDOWN: Final = 0.5
 DEFAULT_CIRCUIT_MAX_COOLDOWN: Final = 30.0
@@ -70,7 +71,7 @@ MIN_REDACTED_SECRET_LENGTH: Final = 8
 REDACTION_HINT_MIN_LENGTH: Final = 20
 REDACTED: Final = "[REDACTED]"
 
-# Provider rate limits (docs/limits.md). Token buckets per upstream: a bucket holds
+# Provider rate limits (docs/limits.md). Token buckets per upstream and model: a bucket holds
 # ``limit * RATE_LIMIT_BURST / 60`` units (one second of quota: OpenAI's guide says limits "may
 # also be quantized" over shorter periods, e.g. 60,000 RPM enforced as 1,000 per second) and
 # refills at ``limit / 60`` units per second.

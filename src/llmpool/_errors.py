@@ -11,8 +11,8 @@ The tree is shallow; every class carries keyword-only context and builds its mes
     │                           while queued, running or backing off
     ├── ManagerClosedError      submitted to a closed manager, or still unfinished when the
     │                           shutdown grace period ran out
-    ├── RequestTooLargeError    the request's estimated tokens exceed every upstream's
-    │                           tokens-per-minute limit: it could never be admitted
+    ├── RequestTooLargeError    the request's estimated tokens exceed the configured
+    │                           tokens-per-minute limit of its model on every upstream
     ├── InvalidSessionIdError   (also a ValueError) a session id that is not 1-128
     │                           printable ASCII characters without leading/trailing spaces
     ├── InvalidHeaderError      (also a ValueError) an ``extra_headers`` name or value that
@@ -131,10 +131,12 @@ class ManagerClosedError(LLMPoolError):
 
 
 class RequestTooLargeError(LLMPoolError):
-    """The request's estimated tokens exceed the tokens-per-minute limit of every upstream.
+    """The request's estimated tokens exceed its model's configured tokens-per-minute limit.
 
-    Raised at once, before queueing: waiting could never make room for it. Attributes
-    ``tokens`` (the estimate) and ``limit`` (the largest per-minute limit) say by how much.
+    Raised at once, before queueing, when every upstream has a configured limit below the
+    estimate: waiting could never make room for it. A limit learned from response headers
+    never refuses a request (it only paces). Attributes ``tokens`` (the estimate) and
+    ``limit`` (the largest configured per-minute limit) say by how much.
     """
 
     def __init__(self, message: str, *, tokens: int, limit: int, **context: Any) -> None:

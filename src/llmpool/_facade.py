@@ -215,10 +215,12 @@ class PooledStream(Generic[E]):
 
 
 class ManagerView:
-    """The manager seen with one priority and session id.
+    """The manager seen with one priority, session id and set of per-call options.
 
     Built by ``ConnectionManager.with_options``. Has ``run``, ``responses`` and ``chat`` like
-    the SDK client.
+    the SDK client; each raises what ``ConnectionManager.run`` raises, plus
+    ``DeadlineExceededError`` when the view has a ``deadline`` and ``InvalidHeaderError`` for
+    ``extra_headers`` that HTTP cannot carry.
     """
 
     __slots__ = ("_manager", "chat", "options", "priority", "responses", "session_id")

@@ -1,4 +1,6 @@
-"""Provider rate limits: requests-per-minute and tokens-per-minute budgets of one upstream.
+"""Provider rate limits: requests and tokens per minute of one upstream and model.
+
+OpenAI's limits, and its ``x-ratelimit-*`` headers, are per model on one key.
 
 Each limit is a token bucket (the model OpenAI describes for its own limits, "Rate limits"
 guide): it refills continuously at ``limit / 60`` units per second and holds at most

@@ -1,12 +1,16 @@
 """``ConnectionManager``: the pool, the scheduler and the retry loop composed.
 
-Life of a request (``run``): admission (open? valid session id? can its tokens ever fit?) ->
-queue for a slot (priority, sessions, ``queue_timeout``); the grant also reserves request and
-token budget on an upstream that is not cooling -> pick that upstream's least busy client ->
-attempt under ``request_timeout`` -> learn the rate-limit headers, settle the token estimate
-with the usage -> on failure ``classify`` decides; a retry gives the slot back, waits out the
-server's hint or the backoff, and queues again ahead of later arrivals. Every path ends in
-exactly one result or one exception.
+Life of a request (``run``): admission (open? valid session id? can its tokens ever fit a
+configured limit?) -> queue for a slot (priority, sessions, ``queue_timeout``; a full queue
+evicts a lower-priority waiter or, with ``admission="wait"``, makes the caller wait for a
+place); the grant also reserves the request and token budget of its model on an upstream
+whose circuit lets it through and that is not cooling -> pick that upstream's least busy
+client -> attempt under ``request_timeout`` -> learn the rate-limit headers, settle the token
+estimate with the usage, tell the circuit breaker -> on failure ``classify`` decides; a retry
+(within the retry budget) gives the slot back, waits out the server's hint or the backoff (or,
+behind an open circuit, waits in the queue), and queues again ahead of later arrivals. A
+``deadline`` (``with_options``) bounds the whole. Every path ends in exactly one result or one
+exception.
 
 The first attempt runs outside tenacity: building an ``AsyncRetrying`` per call made
 ``run(no-op)`` cost 60-74 µs of CPU against 25-28 µs without it (docs/performance.md), so the
@@ -18,12 +22,14 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import anyio
+import anyio.lowlevel
 import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
@@ -119,6 +125,9 @@ class ConnectionManager:
         # move_on_after() look the backend up (sniffio) on every call; a manager lives in one
         # event loop, so its backend's class is built directly (what anyio does itself).
         self._scope: type[anyio.CancelScope] = anyio.CancelScope
+        # Set on entry: the event loop's clock. anyio.current_time() looks the backend up on
+        # every call (three per request); on asyncio it is the loop's time(), read directly.
+        self._now: Callable[[], float] = anyio.current_time
         self._redactor = DEFAULT_REDACTOR  # on entry: also the clients' API keys
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -129,11 +138,12 @@ class ConnectionManager:
                 f"a ConnectionManager can be entered once; this one is {self._state}"
             )
         self._scope = type(anyio.CancelScope())
+        self._now = _loop_clock()
         self._pool = ClientPool(
             [self._factory(i) for i in range(self.config.pool_size)],
             rate_limit=self.config.rate_limit,
             circuit=self.config.circuit,
-            now=anyio.current_time(),
+            now=self._now(),
         )
         self._redactor = Redactor.for_clients(pooled.client for pooled in self._pool.clients)
         self._opened_at = time.monotonic()
@@ -225,9 +235,10 @@ class ConnectionManager:
             QueueFullError: the queue already holds ``max_queue_size`` requests (and none of
                 lower priority to evict), or this request was evicted for a higher-priority
                 one; with ``admission="wait"`` only when the queue stays full.
-            RequestTooLargeError: ``estimated_tokens`` exceed every upstream's per-minute
-                token limit.
-            QueueTimeoutError: no slot within ``queue_timeout`` seconds.
+            RequestTooLargeError: ``estimated_tokens`` exceed the configured per-minute token
+                limit of ``model`` on every upstream.
+            QueueTimeoutError: no slot within ``queue_timeout`` seconds (also while waiting
+                for the upstream's circuit breaker).
             RequestTimeoutError: the last attempt ran longer than ``request_timeout`` seconds.
             ManagerClosedError: the manager is not open, or closed before the request finished.
             InvalidSessionIdError: ``session_id`` is malformed.
@@ -270,6 +281,7 @@ class ConnectionManager:
             InvalidSessionIdError: ``session_id`` is malformed.
             ValueError: ``priority`` is not a priority.
             pydantic.ValidationError: an option is out of its bounds (names the option).
+            ValueError: ``admission="wait"`` with ``max_queue_size=0``.
         """
         options = None
         if (max_attempts, queue_timeout, request_timeout, deadline, admission) != (None,) * 5:
@@ -280,6 +292,11 @@ class ConnectionManager:
                 deadline=deadline,
                 admission=admission,
             )
+            if admission == "wait" and self.config.max_queue_size == 0:
+                raise ValueError(
+                    "admission='wait' needs max_queue_size >= 1: with no queue there is no "
+                    "place to wait for"
+                )
         return ManagerView(self, Priority.parse(priority), validate_session_id(session_id), options)
 
     @property
@@ -345,7 +362,7 @@ class ConnectionManager:
         if model is not None and not isinstance(model, str):
             raise ValueError(f"model must be a string or None, got {type(model).__name__}")
         seq = next(self._seq)
-        now = anyio.current_time()
+        now = self._now()
         config = self.config
         request = Request(
             id=f"req_{self._tag}{seq:06x}",
@@ -399,7 +416,7 @@ class ConnectionManager:
         pool = self._pool
         assert pool is not None
         upstream, wait = pool.reserve(
-            request.tokens, anyio.current_time, avoid=request.last_upstream, model=request.model
+            request.tokens, self._now, avoid=request.last_upstream, model=request.model
         )
         if upstream is None:
             return wait
@@ -426,7 +443,7 @@ class ConnectionManager:
         self, upstream: Upstream, headers: Mapping[str, str], model: str | None = None
     ) -> None:
         """Take ``model``'s limits and budget left from a response's ``x-ratelimit-*`` headers."""
-        upstream.budget(model).learn(headers, anyio.current_time())
+        upstream.budget(model).learn(headers, self._now())
 
     def _settle(self, request: Request, upstream: Upstream, *, refund: bool) -> None:
         """Correct the attempt's token reservation: with the usage seen, or refunded."""
@@ -435,7 +452,7 @@ class ConnectionManager:
         actual = 0 if refund else request.used_tokens
         if actual is None:
             return  # no usage reported: the estimate stands
-        upstream.budget(request.model).settle(request.tokens, actual, anyio.current_time())
+        upstream.budget(request.model).settle(request.tokens, actual, self._now())
         if actual < request.tokens:
             self._scheduler.kick()
 
@@ -466,13 +483,13 @@ class ConnectionManager:
                 raise request.error(
                     DeadlineExceededError,
                     f"the call's deadline of {total:g}s passed",
-                    anyio.current_time(),
+                    self._now(),
                 ) from request.last_error
             # Otherwise the manager cancelled it: at shutdown, after the grace period.
             raise request.error(
                 ManagerClosedError,
                 "the manager closed before the request finished",
-                anyio.current_time(),
+                self._now(),
             )
         except BaseException as exc:
             self._record_failure(request, exc)
@@ -523,8 +540,7 @@ class ConnectionManager:
             healthy_elsewhere = (
                 decision.cooldown
                 and pool is not None
-                and pool.pick(anyio.current_time(), avoid=request.last_upstream, peek=True)
-                is not None
+                and pool.pick(self._now(), avoid=request.last_upstream, peek=True) is not None
             )
             if not healthy_elsewhere:
                 return decision.delay  # the server's hint binds this upstream only
@@ -568,7 +584,7 @@ class ConnectionManager:
         except BaseException as exc:
             request.decision = classify(exc)
             if request.ticket is not None:  # granted with budget, then cancelled
-                request.ticket.budget(request.model).refund(request.tokens, anyio.current_time())
+                request.ticket.budget(request.model).refund(request.tokens, self._now())
                 request.ticket = None
             self._end_probe(request)
             raise
@@ -580,7 +596,7 @@ class ConnectionManager:
             request.current_upstream = pooled.upstream
             pooled.in_flight += 1
             request.attempts += 1
-            now = anyio.current_time()
+            now = self._now()
             request.attempt_client, request.attempt_started = pooled, now  # for its record
             if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
                 self._stats.queue_wait.append(now - request.submitted_at)
@@ -607,15 +623,19 @@ class ConnectionManager:
             raise request.error(
                 RequestTimeoutError,
                 f"attempt exceeded request_timeout={request.request_timeout}s",
-                anyio.current_time(),
+                self._now(),
             )
         except BaseException as exc:
             self._on_attempt_failure(request, pooled, exc)
-            self._end_attempt(request, exc, anyio.current_time())
+            self._end_attempt(request, exc, self._now())
             raise
         finally:
             if pooled is not None and succeeded:
-                self._upstream_answered(request, pooled.upstream)
+                breaker = pooled.upstream.breaker
+                if breaker is not None and (request.probe is not None or not breaker.closed):
+                    self._upstream_answered(request, pooled.upstream)
+                elif breaker is not None and breaker.failures:
+                    breaker.failures = 0  # a success ends the run of consecutive failures
             if holds_slot:
                 if pooled is not None:
                     pooled.in_flight -= 1
@@ -643,14 +663,14 @@ class ConnectionManager:
                     raise request.error(
                         QueueFullError,
                         f"{reason}: max_queue_size={self.config.max_queue_size} reached",
-                        anyio.current_time(),
+                        self._now(),
                     ) from None
             if scope.cancelled_caught:
                 self._stats.timeouts += 1
                 raise request.error(
                     QueueTimeoutError,
                     f"no slot and budget within queue_timeout={request.queue_timeout}s",
-                    anyio.current_time(),
+                    self._now(),
                 )
 
     def _upstream_answered(self, request: Request, upstream: Upstream) -> None:
@@ -673,8 +693,8 @@ class ConnectionManager:
         breaker = upstream.breaker
         if breaker is None or decision.breaker is None:
             return
-        if breaker.record_failure(decision.breaker, anyio.current_time(), probe=probe):
-            seconds = breaker.open_until - anyio.current_time()
+        if breaker.record_failure(decision.breaker, self._now(), probe=probe):
+            seconds = breaker.open_until - self._now()
             request.log(
                 logging.WARNING,
                 "circuit_open",
@@ -790,7 +810,7 @@ class ConnectionManager:
         else:
             self._end_probe(request)  # cancelled or a local error: no news
         if decision.cooldown and decision.delay is not None:
-            ClientPool.cool_down(pooled.upstream, anyio.current_time() + decision.delay)
+            ClientPool.cool_down(pooled.upstream, self._now() + decision.delay)
             request.log(
                 logging.INFO,
                 "cooldown",
@@ -830,7 +850,7 @@ class ConnectionManager:
     # is logged but neither counted nor published; the stream does both once, when it ends.
 
     def _record_success(self, request: Request) -> None:
-        now = request.ended_at = anyio.current_time()
+        now = request.ended_at = self._now()
         request.outcome = "completed"
         request.log(logging.DEBUG, "completed", "completed", seconds=now - request.submitted_at)
         capture = request.capture
@@ -842,7 +862,7 @@ class ConnectionManager:
         self._stats.latency.append(now - request.submitted_at)
 
     def _record_failure(self, request: Request, exc: BaseException) -> None:
-        now = request.ended_at = anyio.current_time()
+        now = request.ended_at = self._now()
         self._end_attempt(request, exc, now)  # a stream's attempt ends with the stream
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         request.outcome = "cancelled" if cancelled else "failed"
@@ -929,6 +949,22 @@ def _apply(request: Request, options: CallOptions, now: float) -> None:
         request.deadline = now + options.deadline
     if options.admission is not None:
         request.admission = options.admission
+
+
+def _loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, as ``anyio.current_time`` reads it.
+
+    Without anyio's per-call backend lookup: asyncio's ``loop.time`` or ``trio.current_time``
+    (trio's own clock, ``MockClock`` included); ``anyio.current_time`` elsewhere.
+    """
+    token = anyio.lowlevel.current_token().native_token
+    loop_time = getattr(token, "time", None)  # asyncio: the token is the loop
+    if callable(loop_time):
+        return cast(Callable[[], float], loop_time)
+    trio = sys.modules.get("trio")
+    if trio is not None and type(token).__module__.startswith("trio"):
+        return cast(Callable[[], float], trio.current_time)
+    return anyio.current_time
 
 
 def _loop_time() -> float | None:

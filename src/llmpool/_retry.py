@@ -161,20 +161,30 @@ def classify(
     hint = server_hint(headers)
     if status == 429 and exc.code in C.NON_TRANSIENT_429_CODES:
         return RetryDecision(retry=False, reason=f"{reason} {exc.code}", status=status)
-    if hint is not None and hint > max_retry_after:
-        return RetryDecision(
-            retry=False, reason=f"{reason}, retry-after {hint:g}s too long", status=status
-        )
-    should_retry = headers.get("x-should-retry")
-    if should_retry == "false":
-        return RetryDecision(retry=False, reason=f"{reason}, x-should-retry false", status=status)
-    retryable = should_retry == "true" or status in C.RETRYABLE_STATUSES or status >= 500
+    # What the answer says about the upstream's health, whether or not it is retried: every
+    # 5xx is a failure, a 429 without any hint trips the circuit.
     breaker: FailureKind | None = None
     if status >= 500:
         breaker = "failure"
     elif status == 429 and hint is None and not has_ratelimit_headers(headers):
         breaker = "trip"
         reason = f"{reason} without a hint"
+    if hint is not None and hint > max_retry_after:
+        return RetryDecision(
+            retry=False,
+            reason=f"{reason}, retry-after {hint:g}s too long",
+            status=status,
+            breaker=breaker,
+        )
+    should_retry = headers.get("x-should-retry")
+    if should_retry == "false":
+        return RetryDecision(
+            retry=False,
+            reason=f"{reason}, x-should-retry false",
+            status=status,
+            breaker=breaker,
+        )
+    retryable = should_retry == "true" or status in C.RETRYABLE_STATUSES or status >= 500
     if not retryable:
         return RetryDecision(retry=False, reason=reason, status=status, breaker=breaker)
     return RetryDecision(

@@ -104,6 +104,13 @@ class RecoveringStream:
             raise ValueError(f"the conversation speaks {conversation.api!r}, not {api!r}")
         self._view = target if isinstance(target, ManagerView) else target.with_options()
         self._retry = self._view._manager.config.retry
+        options = self._view.options
+        # The view's max_attempts (with_options) bounds the stream's own retries too.
+        self._max_attempts = (
+            self._retry.max_attempts
+            if options is None or options.max_attempts is None
+            else options.max_attempts
+        )
         self._backoff = backoff_strategy(self._retry)
         self._api = api
         self._params = dict(params)
@@ -351,7 +358,7 @@ class RecoveringStream:
         else:
             decision = classify(exc, max_retry_after=self._retry.max_retry_after)
         retries = self.attempts - self.recoveries
-        if not decision.retry or retries >= self._retry.max_attempts:
+        if not decision.retry or retries >= self._max_attempts:
             return False
         self._decision = decision
         self._failure = (f"{decision.reason}: {exc}", decision.status)
