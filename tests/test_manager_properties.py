@@ -219,6 +219,20 @@ def test_nothing_lost_or_duplicated_real_time(
     check(requests, result)
 
 
+async def stall_before_polls(m: ConnectionManager, rng: random.Random, stalls: list[int]) -> None:
+    """Block the event loop for 1-4 ms just before the blocked head waiter's gate re-check
+    deadline, again and again (one entry in ``stalls`` per stall)."""
+    while True:
+        poller = m._scheduler._poller
+        at = None if poller is None else poller.poll_at
+        if at is None:
+            await anyio.sleep(0.001)
+            continue
+        await anyio.sleep_until(at - rng.uniform(0.0, 0.002))
+        time.sleep(rng.uniform(0.001, 0.004))  # noqa: ASYNC251 (a busy callback: the loop stalls)
+        stalls.append(1)
+
+
 async def stalled_run(seed: int, requests: int = 240) -> dict[str, Any]:
     """``requests`` calls paced by a small request bucket (every grant waits on a gate
     re-check), while a staller blocks the event loop for 1-4 ms just before the blocked head
@@ -235,7 +249,6 @@ async def stalled_run(seed: int, requests: int = 240) -> dict[str, Any]:
     )
     delays = [rng.uniform(0.0, 0.006) for _ in range(requests)]
     outcomes: Counter[str] = Counter()
-    stalls = 0
 
     async def call(i: int, m: ConnectionManager) -> None:
         async def fn(client: openai.AsyncOpenAI) -> int:
@@ -248,22 +261,12 @@ async def stalled_run(seed: int, requests: int = 240) -> dict[str, Any]:
         except Exception as exc:
             outcomes[type(exc).__name__] += 1
 
-    async def staller(m: ConnectionManager) -> None:
-        nonlocal stalls
-        while True:
-            poller = m._scheduler._poller
-            at = None if poller is None else poller.poll_at
-            if at is None:
-                await anyio.sleep(0.001)
-                continue
-            await anyio.sleep_until(at - rng.uniform(0.0, 0.002))
-            time.sleep(rng.uniform(0.001, 0.004))  # noqa: ASYNC251 (a busy callback: the loop stalls)
-            stalls += 1
+    stalled: list[int] = []
 
     started = time.perf_counter()
     async with ConnectionManager(config, client_factory=client_factory()) as m:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(staller, m)
+            tg.start_soon(stall_before_polls, m, rng, stalled)
             async with anyio.create_task_group() as callers:
                 for i in range(requests):
                     callers.start_soon(call, i, m)
@@ -272,7 +275,7 @@ async def stalled_run(seed: int, requests: int = 240) -> dict[str, Any]:
     return {
         "outcomes": outcomes,
         "stats": stats,
-        "stalls": stalls,
+        "stalls": len(stalled),
         "seconds": time.perf_counter() - started,
     }
 
@@ -343,19 +346,9 @@ async def stalled_admission_run(seed: int, requests: int = 200) -> dict[str, Any
         if scope.cancelled_caught:
             outcomes[i].append("cancelled")
 
-    async def staller(m: ConnectionManager) -> None:
-        while True:
-            poller = m._scheduler._poller
-            at = None if poller is None else poller.poll_at
-            if at is None:
-                await anyio.sleep(0.001)
-                continue
-            await anyio.sleep_until(at - rng.uniform(0.0, 0.002))
-            time.sleep(rng.uniform(0.001, 0.004))  # noqa: ASYNC251 (the loop stalls)
-
     async with ConnectionManager(config, client_factory=client_factory()) as m:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(staller, m)
+            tg.start_soon(stall_before_polls, m, rng, [])
             async with anyio.create_task_group() as callers:
                 for i in range(requests):
                     callers.start_soon(call, i, m)

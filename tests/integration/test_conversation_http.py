@@ -3,7 +3,6 @@ made (add the input, stream) sends the input once. Bodies are what reached the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -20,6 +19,8 @@ from llmpool import (
 )
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
+from .fixtures import simulator_fixtures
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, jitter=0.0)
@@ -30,17 +31,7 @@ SDK_CHAT_STREAM_TRIO_WARNING = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture(scope="module")
-def shared_sim() -> Iterator[SimulatedProvider]:
-    with SimulatedProvider(name="conv") as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(shared_sim: SimulatedProvider) -> SimulatedProvider:
-    shared_sim.set_fault_plan(FaultPlan())
-    shared_sim.clear_requests()
-    return shared_sim
+shared_sim, sim = simulator_fixtures("conv")
 
 
 def manager_for(sim: SimulatedProvider) -> ConnectionManager:

@@ -7,7 +7,7 @@ Real time is measured here; every bound has its margin written next to it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -17,6 +17,8 @@ from openai.types.responses import Response
 
 from llmpool import ConnectionManager, ManagerClosedError, PoolConfig, PooledStream, RetryPolicy
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
+
+from .fixtures import simulator_fixtures
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -28,17 +30,7 @@ SDK_CHAT_STREAM_TRIO_WARNING = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture(scope="module")
-def shared_sim() -> Iterator[SimulatedProvider]:
-    with SimulatedProvider(name="a", api_key="sk-good") as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(shared_sim: SimulatedProvider) -> SimulatedProvider:
-    shared_sim.set_fault_plan(FaultPlan())
-    shared_sim.clear_requests()
-    return shared_sim
+shared_sim, sim = simulator_fixtures("a", api_key="sk-good")
 
 
 def factory_for(*sims: SimulatedProvider, api_key: str = "sk-good") -> Any:

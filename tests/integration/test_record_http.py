@@ -3,7 +3,6 @@ simulated provider. Counts are what reached the server and what ``stats()`` says
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -20,22 +19,14 @@ from llmpool import (
 )
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
+from .fixtures import simulator_fixtures
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, jitter=0.0)
 
 
-@pytest.fixture(scope="module")
-def shared_sim() -> Iterator[SimulatedProvider]:
-    with SimulatedProvider(name="rec", api_key="sk-good") as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(shared_sim: SimulatedProvider) -> SimulatedProvider:
-    shared_sim.set_fault_plan(FaultPlan())
-    shared_sim.clear_requests()
-    return shared_sim
+shared_sim, sim = simulator_fixtures("rec", api_key="sk-good")
 
 
 def manager_for(sim: SimulatedProvider, api_key: str = "sk-good", **config: Any) -> Any:

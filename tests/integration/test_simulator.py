@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,6 +19,8 @@ from openai.types.responses import Response
 
 from llmpool.testing import FaultPlan, RecordedRequest, ScriptedFault, SimulatedProvider
 
+from .fixtures import simulator_fixtures
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 # The openai SDK stops reading a chat stream at ``data: [DONE]`` without closing its inner
@@ -29,17 +31,7 @@ SDK_CHAT_STREAM_TRIO_WARNING = pytest.mark.filterwarnings(
 PREFIX = "Simulated reply to: "
 
 
-@pytest.fixture(scope="module")
-def shared_sim() -> Iterator[SimulatedProvider]:
-    with SimulatedProvider(name="shared") as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(shared_sim: SimulatedProvider) -> SimulatedProvider:
-    shared_sim.set_fault_plan(FaultPlan())
-    shared_sim.clear_requests()
-    return shared_sim
+shared_sim, sim = simulator_fixtures("shared")
 
 
 @pytest.fixture
