@@ -650,9 +650,25 @@ class ConnectionManager:
         if not scheduler.try_acquire(request):
             if not retry:
                 request.log(logging.DEBUG, "queued", f"queued ({scheduler.queued + 1} waiting)")
+            rank = request.priority.rank
+            # With admission="wait", first wait for a place in a full queue; an evicted
+            # waiting-mode request waits for a place again (back-pressure, not an error).
+            # Inline, not a helper coroutine: one frame less per queued request.
+            waits = request.admission == "wait" and not retry
             with anyio.move_on_after(request.queue_timeout) as scope:
                 try:
-                    await self._wait_for_slot(request, retry)
+                    while True:
+                        if waits:
+                            await scheduler.wait_for_space(rank, request.seq)
+                        try:
+                            await scheduler.acquire(
+                                rank, request.session_key, request.seq, retry=retry, claim=request
+                            )
+                        except QueueEvicted:
+                            if waits:
+                                continue
+                            raise
+                        break
                 except QueueFull as exc:
                     self._stats.rejected += 1
                     reason = (
@@ -753,30 +769,6 @@ class ConnectionManager:
             request.retrying = True
             self._retrying += 1
         return True
-
-    async def _wait_for_slot(self, request: Request, retry: bool) -> None:
-        """Queue for a slot; with ``admission="wait"``, first for a place in a full queue.
-
-        A waiting-mode request evicted for a higher-priority one goes back to waiting for a
-        place (keeping its arrival order) instead of failing: back-pressure, not an error.
-
-        Raises:
-            QueueFull: the queue is full (``"reject"``), or this waiter was evicted.
-        """
-        scheduler = self._scheduler
-        rank, waits = request.priority.rank, request.admission == "wait" and not retry
-        while True:
-            if waits:
-                await scheduler.wait_for_space(rank, request.seq)
-            try:
-                await scheduler.acquire(
-                    rank, request.session_key, request.seq, retry=retry, claim=request
-                )
-            except QueueEvicted:
-                if waits:
-                    continue
-                raise
-            return
 
     def _pick(self, request: Request) -> PooledClient:
         """The least busy client of the upstream whose budget the grant reserved."""
