@@ -16,7 +16,7 @@ import llmpool
 from llmpool import ConnectionManager, PoolConfig, RateLimitPolicy, RetryPolicy
 from llmpool._cli import build_parser
 
-from .helpers import client_factory
+from .helpers import client_factory, status_error
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS_MD = ROOT / "docs" / "errors.md"
@@ -88,6 +88,17 @@ async def request_too_large() -> object:
         return await m.run(noop, estimated_tokens=250_000)
 
 
+async def deadline_exceeded() -> object:
+    """Three attempts that get a 503 (backoffs 0.1, 0.2 s), then the 0.5 s deadline passes."""
+
+    async def unavailable(client: openai.AsyncOpenAI) -> None:
+        raise status_error(503)
+
+    retry = RetryPolicy(max_attempts=10, initial_backoff=0.1, jitter=0.0)
+    async with ConnectionManager(PoolConfig(retry=retry), client_factory=client_factory()) as m:
+        return await m.with_options(deadline=0.5).run(unavailable)
+
+
 async def invalid_session_id() -> object:
     async with ConnectionManager(client_factory=client_factory()) as m:
         return m.with_options(session_id="terminal-1 ")
@@ -117,6 +128,7 @@ BUILDERS: dict[str, Callable[[], Awaitable[object]]] = {
     "RequestTimeoutError": request_timeout,
     "ManagerClosedError": manager_closed,
     "RequestTooLargeError": request_too_large,
+    "DeadlineExceededError": deadline_exceeded,
     "InvalidSessionIdError": invalid_session_id,
     "InvalidHeaderError": invalid_header,
     "InvalidConversationError": invalid_conversation,

@@ -399,8 +399,8 @@ class ConnectionManager:
             self._stats.rejected += 1
             self._stats.failed += 1
             error = RequestTooLargeError(
-                f"estimated {request.tokens} tokens exceed the tokens-per-minute limit "
-                f"({largest}) of every upstream; it could never be admitted",
+                f"estimated {request.tokens} tokens exceed the configured tokens-per-minute "
+                f"limit ({largest}) of every upstream; it could never be admitted",
                 tokens=request.tokens,
                 limit=largest,
                 request_id=request.id,
