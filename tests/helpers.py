@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import openai
+
+from llmpool import ConnectionManager
 
 REQUEST = httpx2.Request("POST", "http://upstream.test/v1/responses")
 
@@ -41,3 +44,15 @@ def client_factory(
         return openai.AsyncOpenAI(api_key=api_key, base_url=urls[index % len(urls)], max_retries=0)
 
     return factory
+
+
+async def read_all(stream: Any) -> list[Any]:
+    """Every event of ``stream``, closing it after."""
+    async with stream:
+        return [event async for event in stream]
+
+
+def counts(m: ConnectionManager) -> tuple[int, int, int, int]:
+    """``(completed, failed, cancelled, retries)`` from ``m.stats()``."""
+    s = m.stats()
+    return s.completed_requests, s.failed_requests, s.cancelled_requests, s.retries

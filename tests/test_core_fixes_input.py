@@ -25,17 +25,8 @@ from llmpool import (
 )
 from llmpool._request import validate_session_id
 
-BASE = "http://respx.test/v1"
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "m",
-    "choices": [
-        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
-    ],
-}
-MESSAGES = [{"role": "user", "content": "hello"}]
+from .test_http_respx import BASE, COMPLETION, MESSAGES
+
 # An HTTP date whose year the datetime module cannot hold: parsedate_to_datetime raised
 # OverflowError ("signed integer is greater than maximum").
 HUGE_YEAR_DATE = "Mon, 01 Jan 99999999999 00:00:00 GMT"

@@ -28,7 +28,7 @@ from llmpool import (
 )
 from llmpool.testing import _payloads as P
 
-from .helpers import client_factory
+from .helpers import client_factory, counts, read_all
 from .test_streams import BASE, created, sse, sse_events, sse_response
 
 pytestmark = pytest.mark.anyio
@@ -121,16 +121,6 @@ def response_failed() -> httpx.Response:
     failed = P.response_object({"model": "m"}, response_id="resp_f", output=[], done=False)
     failed |= {"status": "failed", "error": {"code": "server_error", "message": "overloaded"}}
     return sse_response(sse_events(created(), ("response.failed", {"response": failed})))
-
-
-async def read_all(stream: Any) -> list[Any]:
-    async with stream:
-        return [event async for event in stream]
-
-
-def counts(m: ConnectionManager) -> tuple[int, int, int, int]:
-    s = m.stats()
-    return s.completed_requests, s.failed_requests, s.cancelled_requests, s.retries
 
 
 async def test_response_failed_events_count_one_failure(mock: respx.MockRouter) -> None:

@@ -18,6 +18,7 @@ from llmpool import (
     stream_response,
 )
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
+from tests.helpers import counts, read_all
 
 from .fixtures import simulator_fixtures
 
@@ -34,16 +35,6 @@ def manager_for(sim: SimulatedProvider, api_key: str = "sk-good", **config: Any)
         return openai.AsyncOpenAI(base_url=sim.base_url, api_key=api_key, max_retries=0)
 
     return ConnectionManager(PoolConfig(retry=FAST_RETRY, **config), client_factory=factory)
-
-
-async def read_all(stream: Any) -> list[Any]:
-    async with stream:
-        return [event async for event in stream]
-
-
-def counts(m: ConnectionManager) -> tuple[int, int, int, int]:
-    s = m.stats()
-    return s.completed_requests, s.failed_requests, s.cancelled_requests, s.retries
 
 
 async def test_disconnects_before_output_count_one_failed_stream(sim: SimulatedProvider) -> None:
