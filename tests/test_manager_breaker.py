@@ -163,16 +163,19 @@ async def test_a_cancelled_probe_lets_another_request_probe() -> None:
 
 
 async def test_retry_budget_limits_retries_in_flight() -> None:
-    """10 concurrent requests each fail once with a 503 (circuit threshold out of reach):
-    the budget allows max(3, 20 % of 10) = 3 retries; the other 7 raise the 503 at once."""
-    failed_once: set[int] = set()
+    """Retry attempts in flight are bounded by max(3, 20 % of 10 active) = 3. Requests 0-2
+    fail at once and retry within 1.5 s; their retries take 10 s. Requests 3-9 fail at 3 s,
+    while those 3 retries are in flight: none of them is retried (the 503 is raised at once),
+    and requests that failed while fewer were in flight were retried."""
+    calls: dict[int, int] = {}
 
     def fn(i: int) -> Any:
         async def call(client: openai.AsyncOpenAI) -> int:
-            await anyio.sleep(0.1)
-            if i not in failed_once:
-                failed_once.add(i)
+            calls[i] = calls.get(i, 0) + 1
+            if calls[i] == 1:
+                await anyio.sleep(0.0 if i < 3 else 3.0)
                 raise status_error(503)
+            await anyio.sleep(10.0)
             return i
 
         return call
@@ -191,8 +194,32 @@ async def test_retry_budget_limits_retries_in_flight() -> None:
             for i in range(10):
                 tg.start_soon(call, i)
         stats = m.stats()
-    assert sorted(outcomes.values()).count("503") == 7
+    assert outcomes == {i: str(i) if i < 3 else "503" for i in range(10)}
+    assert calls == {i: 2 if i < 3 else 1 for i in range(10)}
     assert (stats.retries, stats.retry_budget_refusals, stats.completed_requests) == (3, 7, 3)
+
+
+async def test_retry_budget_does_not_count_retries_waiting_out_their_backoff() -> None:
+    """10 requests fail together: no retry is in flight at that moment (a retry waiting out
+    its backoff sends nothing), so all 10 are retried and succeed."""
+    calls: dict[int, int] = {}
+
+    def fn(i: int) -> Any:
+        async def call(client: openai.AsyncOpenAI) -> int:
+            calls[i] = calls.get(i, 0) + 1
+            if calls[i] == 1:
+                raise status_error(503)
+            return i
+
+        return call
+
+    config = PoolConfig(max_concurrency=10, circuit=CircuitPolicy(failure_threshold=100))
+    async with ConnectionManager(config, client_factory=client_factory()) as m:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(m.run, fn(i))
+        stats = m.stats()
+    assert (stats.completed_requests, stats.retry_budget_refusals, stats.retries) == (10, 0, 10)
 
 
 def usage(name: str) -> Any:

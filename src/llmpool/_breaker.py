@@ -103,6 +103,8 @@ class CircuitBreaker:
 
     def record_success(self) -> bool:
         """An answer that is not a failure: close. Returns whether the state changed."""
+        if self.state is BreakerState.CLOSED and not self.failures:
+            return False  # the common case: nothing to reset
         changed = self.state is not BreakerState.CLOSED
         self.state = BreakerState.CLOSED
         self.opens = self.failures = 0

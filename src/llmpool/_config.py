@@ -29,6 +29,7 @@ __all__ = [
     "PoolConfig",
     "RateLimitPolicy",
     "RetryPolicy",
+    "check_admission",
 ]
 
 
@@ -40,14 +41,28 @@ Admission: TypeAlias = Literal["reject", "wait"]
 _ERROR_TYPES: Final = frozenset(get_args(ErrorType))  # pydantic-core's built-in error types
 
 
+def check_admission(admission: Admission | None, max_queue_size: int) -> None:
+    """Refuse ``admission="wait"`` without a queue: there is no place to wait for.
+
+    Raises:
+        ValueError: ``admission == "wait"`` and ``max_queue_size == 0``.
+    """
+    if admission == "wait" and max_queue_size == 0:
+        raise ValueError(
+            "admission='wait' needs max_queue_size >= 1: with no queue there is no place to "
+            "wait for"
+        )
+
+
 class RetryPolicy(BaseModel):
     """How failed attempts are retried.
 
     A **retry budget** (Envoy's ``retry_budget`` semantics) keeps retries from multiplying
     load: a failed attempt is retried only while fewer than ``max(min_retry_concurrency,
-    budget_percent / 100 * active requests)`` retries are in flight (decided and not yet
-    finished); otherwise its error is raised at once. Retries that wait behind an open circuit
-    breaker send nothing until it lets them, so they are not refused by the budget.
+    budget_percent / 100 * active requests)`` retry attempts are in flight (sent and not yet
+    answered: Envoy's "active retries"); otherwise its error is raised at once. Retries that
+    wait behind an open circuit breaker send nothing until it lets them, so they are not
+    refused by the budget.
 
     The n-th retry (n from 0) waits ``min(initial_backoff * 2**n + uniform(0, jitter),
     max_backoff)`` seconds (tenacity's ``wait_exponential_jitter``), unless the server said how
@@ -276,11 +291,7 @@ class PoolConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_admission(self) -> Self:
-        if self.admission == "wait" and self.max_queue_size == 0:
-            raise ValueError(
-                "admission='wait' needs max_queue_size >= 1: with no queue there is no place "
-                "to wait for"
-            )
+        check_admission(self.admission, self.max_queue_size)
         return self
 
     @classmethod

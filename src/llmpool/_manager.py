@@ -34,7 +34,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from . import _constants as C
-from ._config import Admission, CallOptions, PoolConfig
+from ._config import Admission, CallOptions, PoolConfig, check_admission
 from ._errors import (
     DeadlineExceededError,
     ManagerClosedError,
@@ -115,7 +115,11 @@ class ConnectionManager:
         self._streams: set[PooledStream[Any]] = set()
         self._idle: anyio.Event | None = None
         self._cancelled_all = False  # set when shutdown cancels the work still running
-        self._retrying = 0  # requests that retry now (the retry budget counts them)
+        self._retrying = 0  # retry attempts in flight now (the retry budget counts them)
+        policy = self.config.rate_limit
+        self._tpm_configured = policy.tokens_per_minute is not None or any(
+            m.tokens_per_minute is not None for m in policy.models.values()
+        )
         self._seq = itertools.count()
         self._tag = secrets.token_hex(3)
         self._opened_at = time.monotonic()
@@ -292,11 +296,7 @@ class ConnectionManager:
                 deadline=deadline,
                 admission=admission,
             )
-            if admission == "wait" and self.config.max_queue_size == 0:
-                raise ValueError(
-                    "admission='wait' needs max_queue_size >= 1: with no queue there is no "
-                    "place to wait for"
-                )
+            check_admission(admission, self.config.max_queue_size)
         return ManagerView(self, Priority.parse(priority), validate_session_id(session_id), options)
 
     @property
@@ -432,11 +432,8 @@ class ConnectionManager:
         pool = self._pool
         if pool is None:
             return False
-        policy = self.config.rate_limit
-        return (
-            policy.tokens_per_minute is not None
-            or any(m.tokens_per_minute is not None for m in policy.models.values())
-            or any(b.tokens is not None for u in pool.upstreams for b in u.budgets.values())
+        return self._tpm_configured or any(
+            b.tokens is not None for u in pool.upstreams for b in u.budgets.values()
         )
 
     def _learn(
@@ -495,8 +492,6 @@ class ConnectionManager:
             self._record_failure(request, exc)
             raise
         finally:
-            if request.retrying:
-                self._retrying -= 1
             self._forget(request)
 
     async def _with_retries(
@@ -591,11 +586,15 @@ class ConnectionManager:
         pooled: PooledClient | None = None
         holds_slot = True
         succeeded = False
+        retry_in_flight = False  # this attempt is a retry: the retry budget counts it
         try:
             pooled = self._pick(request)
             request.current_upstream = pooled.upstream
             pooled.in_flight += 1
             request.attempts += 1
+            if request.attempts > 1:
+                retry_in_flight = True
+                self._retrying += 1
             now = self._now()
             request.attempt_client, request.attempt_started = pooled, now  # for its record
             if request.attempts == 1:  # queue wait: submission to first attempt, cooldowns included
@@ -630,12 +629,10 @@ class ConnectionManager:
             self._end_attempt(request, exc, self._now())
             raise
         finally:
-            if pooled is not None and succeeded:
-                breaker = pooled.upstream.breaker
-                if breaker is not None and (request.probe is not None or not breaker.closed):
-                    self._upstream_answered(request, pooled.upstream)
-                elif breaker is not None and breaker.failures:
-                    breaker.failures = 0  # a success ends the run of consecutive failures
+            if retry_in_flight:
+                self._retrying -= 1
+            if pooled is not None and succeeded and pooled.upstream.breaker is not None:
+                self._upstream_answered(request, pooled.upstream)
             if holds_slot:
                 if pooled is not None:
                     pooled.in_flight -= 1
@@ -693,11 +690,7 @@ class ConnectionManager:
         """An answer that is not a failure: the upstream's circuit closes."""
         request.probe = None
         breaker = upstream.breaker
-        if (
-            breaker is not None
-            and (not breaker.closed or breaker.failures)
-            and breaker.record_success()
-        ):
+        if breaker is not None and breaker.record_success():
             request.log(logging.INFO, "circuit_closed", f"{upstream.label}: circuit closed")
             self._scheduler.kick()
 
@@ -749,26 +742,23 @@ class ConnectionManager:
         """The retry budget (Envoy's ``retry_budget``): may this request retry now?
 
         Allowed while fewer than ``max(min_retry_concurrency, budget_percent% of active
-        requests)`` requests are retrying. A request whose upstream's circuit is open waits
-        for it in the queue and sends nothing meanwhile: it is not refused.
+        requests)`` retry attempts are in flight (sent and unanswered), Envoy's "active
+        retries". A request whose upstream's circuit is open waits for it in the queue and
+        sends nothing meanwhile: it is not refused.
         """
-        if not request.retrying:
-            policy = self.config.retry
-            allowed = max(
-                policy.min_retry_concurrency, policy.budget_percent / 100.0 * len(self._active)
-            )
-            if self._retrying >= allowed and not self._held_by_circuit(request):
-                self._stats.budget_refusals += 1
-                request.log(
-                    logging.INFO,
-                    "retry_budget",
-                    f"not retried: {self._retrying} retries in flight, the budget allows "
-                    f"{allowed:g}",
-                )
-                return False
-            request.retrying = True
-            self._retrying += 1
-        return True
+        policy = self.config.retry
+        allowed = max(
+            policy.min_retry_concurrency, policy.budget_percent / 100.0 * len(self._active)
+        )
+        if self._retrying < allowed or self._held_by_circuit(request):
+            return True
+        self._stats.budget_refusals += 1
+        request.log(
+            logging.INFO,
+            "retry_budget",
+            f"not retried: {self._retrying} retries in flight, the budget allows {allowed:g}",
+        )
+        return False
 
     def _pick(self, request: Request) -> PooledClient:
         """The least busy client of the upstream whose budget the grant reserved."""

@@ -99,7 +99,6 @@ class Request:
         "queue_timeout",
         "redactor",
         "request_timeout",
-        "retrying",
         "seq",
         "session_id",
         "session_key",
@@ -148,7 +147,6 @@ class Request:
         self.admission = admission  # "reject" or "wait" when the queue is full
         self.last_error: Exception | None = None  # the last attempt's error
         self.probe: Upstream | None = None  # the upstream whose half-open probe this is
-        self.retrying = False  # counted by the retry budget from its first retry to its end
         self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
         # The request's story (``record()``): the open attempt's client and start, the ended
         # attempts, how the request ended. ``capture`` is what the context held on entry.

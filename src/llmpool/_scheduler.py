@@ -151,8 +151,20 @@ def _arrival(waiter: Waiter) -> int:
     return waiter.seq
 
 
-def _space_order(entry: list[Any]) -> tuple[int, int]:
-    return entry[0], entry[1]
+class _SpaceWaiter:
+    """A caller waiting for a place in a full queue (``Scheduler.wait_for_space``)."""
+
+    __slots__ = ("rank", "seq", "signal", "woken")
+
+    def __init__(self, rank: int, seq: int, signal: Signal) -> None:
+        self.rank = rank
+        self.seq = seq
+        self.signal = signal
+        self.woken = False  # handed a place (the signal may not reach a cancelled wait)
+
+
+def _space_order(entry: _SpaceWaiter) -> tuple[int, int]:
+    return entry.rank, entry.seq
 
 
 class _ClassQueue:
@@ -255,8 +267,8 @@ class Scheduler:
         self._queued = 0
         self._classes = tuple(_ClassQueue() for _ in range(_CLASSES))
         self._bypassed = [0] * _CLASSES
-        # Callers waiting for a place in a full queue: [rank, seq, signal, woken], sorted.
-        self._space: list[list[Any]] = []
+        # Callers waiting for a place in a full queue, highest class then arrival first.
+        self._space: list[_SpaceWaiter] = []
 
     @property
     def in_use(self) -> int:
@@ -417,12 +429,12 @@ class Scheduler:
         cancelled after being woken passes the wake-up on.
         """
         while not self.has_room(rank):
-            entry: list[Any] = [rank, seq, self._new_event(), False]
+            entry = _SpaceWaiter(rank, seq, self._new_event())
             bisect.insort(self._space, entry, key=_space_order)
             try:
-                await entry[2].wait()
+                await entry.signal.wait()
             except BaseException:
-                if entry[3]:
+                if entry.woken:
                     self._wake_space()  # woken and cancelled at once: the place is not lost
                 else:
                     self._space.remove(entry)
@@ -432,8 +444,8 @@ class Scheduler:
         """A place freed: wake the first caller waiting for one."""
         if self._space and self._queued < self._max_queue:
             entry = self._space.pop(0)
-            entry[3] = True
-            entry[2].set()
+            entry.woken = True
+            entry.signal.set()
 
     def withdraw(self, waiter: Waiter) -> None:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
