@@ -124,7 +124,7 @@ async def test_wait_admission_applies_back_pressure() -> None:
                 await anyio.wait_all_tasks_blocked()  # arrival order = i
             stats = m.stats()
             assert (stats.active_connections, stats.queued_requests) == (1, 2)
-            assert len(m._scheduler._space) == 9
+            assert len(m._engine.scheduler._space) == 9
             release.set()
         stats = m.stats()
     assert (stats.completed_requests, stats.rejected_requests) == (12, 0)
@@ -221,7 +221,7 @@ async def test_evicted_waiting_request_waits_for_a_place_again() -> None:
         tg.start_soon(m.with_options(priority="high").run, gate.fn("high"))
         await anyio.wait_all_tasks_blocked()
         assert m.stats().queue_depth == {"high": 1, "normal": 0, "low": 0}
-        assert len(m._scheduler._space) == 1  # the evicted LOW waits for a place
+        assert len(m._engine.scheduler._space) == 1  # the evicted LOW waits for a place
         gate.open.set()
     assert gate.calls == ["holder", "high", "low"]
     assert m.stats().rejected_requests == 0

@@ -10,10 +10,10 @@ import openai
 import pytest
 import respx
 
-from llmpool import ConnectionManager, PoolConfig, Priority, RetryPolicy
+from llmpool import ConnectionManager, PoolConfig, RetryPolicy
 from llmpool import _constants as C
+from llmpool._log import LoggingInstrument, log_event
 from llmpool._redact import DEFAULT_REDACTOR, Redactor
-from llmpool._request import Request
 
 BASE = "http://respx.test/v1"
 OPENAI_SHAPED = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2 + "wxyz"  # 52 characters
@@ -62,16 +62,14 @@ def test_for_clients_reads_the_api_keys() -> None:
     assert OTHER_SHAPE not in Redactor.for_clients(clients)(f"echo {OTHER_SHAPE}")
 
 
-def request() -> Request:
-    return Request(id="req_1", priority=Priority.NORMAL, session_id=None, seq=1, now=0.0)
+def log(redact: Redactor, message: str, **fields: str) -> None:
+    log_event(redact, logging.WARNING, "failed", "req_1", None, "normal", 0, message, **fields)
 
 
 def test_request_log_redacts_message_and_extra_fields(caplog: pytest.LogCaptureFixture) -> None:
-    """Request.log masks the message and every string field it puts in extra."""
-    req = request()
-    req.redactor = Redactor([OTHER_SHAPE])
+    """log_event masks the message and every string field it puts in extra."""
     with caplog.at_level(logging.WARNING, logger=C.LOGGER_NAME):
-        req.log(logging.WARNING, "failed", f"echo {OTHER_SHAPE}", reason=f"x {OTHER_SHAPE}")
+        log(Redactor([OTHER_SHAPE]), f"echo {OTHER_SHAPE}", reason=f"x {OTHER_SHAPE}")
     (record,) = caplog.records
     assert record.getMessage() == "req_1 failed: echo cor...cdef"
     assert record.reason == "x cor...cdef"  # type: ignore[attr-defined]
@@ -89,19 +87,18 @@ def test_disabled_level_costs_no_redaction(caplog: pytest.LogCaptureFixture) -> 
             calls.append(text)
             return text
 
-    req = request()
-    req.redactor = Spy()
+    spy = Spy()
     with caplog.at_level(logging.ERROR, logger=C.LOGGER_NAME):
-        req.log(logging.WARNING, "failed", "not logged")
+        log(spy, "not logged")
     assert calls == []
     with caplog.at_level(logging.WARNING, logger=C.LOGGER_NAME):
-        req.log(logging.WARNING, "failed", "logged")
+        log(spy, "logged")
     assert "logged" in calls
 
 
 def test_requests_built_outside_a_manager_hide_sk_shaped_keys() -> None:
     """The default redactor (no configured keys) still masks OpenAI-shaped keys."""
-    assert request().redactor is DEFAULT_REDACTOR
+    assert LoggingInstrument().redactor is DEFAULT_REDACTOR
     assert DEFAULT_REDACTOR(OPENAI_SHAPED) == "sk-...wxyz"
 
 

@@ -261,9 +261,9 @@ async def test_learned_limits_are_per_model() -> None:
     """Headers learned from one model's response budget that model only."""
     config = PoolConfig(max_concurrency=8)
     async with ConnectionManager(config, client_factory=client_factory()) as m:
-        assert m._pool is not None
-        upstream = m._pool.upstreams[0]
-        m._learn(
+        assert m._engine.pool is not None
+        upstream = m._engine.pool.upstreams[0]
+        m._engine.learn(
             upstream,
             {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0"},
             "big",

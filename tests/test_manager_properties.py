@@ -223,7 +223,7 @@ async def stall_before_polls(m: ConnectionManager, rng: random.Random, stalls: l
     """Block the event loop for 1-4 ms just before the blocked head waiter's gate re-check
     deadline, again and again (one entry in ``stalls`` per stall)."""
     while True:
-        poller = m._scheduler._poller
+        poller = m._engine.scheduler._poller
         at = None if poller is None else poller.poll_at
         if at is None:
             await anyio.sleep(0.001)

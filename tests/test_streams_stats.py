@@ -60,13 +60,14 @@ class BlockingUpstream:
 
 
 async def open_fake(m: ConnectionManager, upstream: Any) -> PooledStream[Any]:
-    request = m._admit(Priority.NORMAL, None)
+    engine = m._engine
+    request = engine.admit(Priority.NORMAL, None)
 
     async def fn(client: openai.AsyncOpenAI) -> Any:
         return upstream
 
-    opened = await m._open_stream(request, fn)
-    return m._track_stream(PooledStream(m, request, opened))
+    opened, lease = await engine.hold(request, fn, False)
+    return PooledStream(lease, opened)
 
 
 async def test_stream_cut_at_shutdown_counts_as_failed() -> None:

@@ -233,7 +233,7 @@ def live_states(manager: ConnectionManager, sessions: Sequence[str]) -> dict[str
     request's story comes from its ``RequestRecord``).
     """
     wanted = set(sessions)
-    running: list[Request] = list(manager._active)
+    running: list[Request] = list(manager._engine.active)
     states: dict[str, str] = {}
     for request in running:
         session = request.session_id

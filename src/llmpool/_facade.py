@@ -1,7 +1,10 @@
-"""The SDK-shaped façade over ``ConnectionManager``.
+"""The SDK-shaped façade over the engine.
 
-``responses.create`` and ``chat.completions.create`` take the SDK's parameters and return its
-types; ``stream=True`` returns a ``PooledStream``.
+``responses.create``/``parse``, ``chat.completions.create``/``parse`` and
+``embeddings.create`` take the SDK's parameters and return its types; ``stream=True``
+returns a ``PooledStream``. Each goes through one path (``ManagerView._invoke``): estimate
+the tokens, admit, attempt through the SDK's ``with_raw_response`` (so the rate-limit
+headers are learned), read the usage. ``lease`` holds a slot and a client.
 
 Priority and session id are not API parameters, so they are set on a view:
 ``manager.with_options(priority="high", session_id="t1").responses.create(...)`` — the way the
@@ -11,18 +14,22 @@ SDK's own ``client.with_options(...)`` sets per-call client options.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast, overload
 
 import anyio
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai import Omit, omit
+from openai.types import CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
 from openai.types.chat.completion_create_params import (
     CompletionCreateParamsNonStreaming,
     CompletionCreateParamsStreaming,
 )
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.embedding_create_params import EmbeddingCreateParams as _EmbeddingParams
+from openai.types.responses import ParsedResponse, Response, ResponseStreamEvent
 from openai.types.responses.response_create_params import (
     ResponseCreateParamsNonStreaming,
     ResponseCreateParamsStreaming,
@@ -31,22 +38,21 @@ from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typi
 
 from . import _constants as C
 from ._config import CallOptions
+from ._engine import Engine, Lease
 from ._errors import ManagerClosedError
 from ._headers import validate_extra_headers
 from ._record import RequestRecord
-from ._request import Request
 from ._tokens import estimate_tokens
-from ._types import Priority
+from ._types import Priority, PriorityLike
 
 if TYPE_CHECKING:
     import httpx2
     from openai._legacy_response import LegacyAPIResponse
 
-    from ._manager import ConnectionManager
-
 __all__ = [
     "ChatCompletionCreateParams",
     "ChatCompletionStreamParams",
+    "EmbeddingCreateParams",
     "ManagerView",
     "PooledStream",
     "RequestOptions",
@@ -56,6 +62,8 @@ __all__ = [
 
 T = TypeVar("T")
 E = TypeVar("E")
+TextFormatT = TypeVar("TextFormatT")
+ResponseFormatT = TypeVar("ResponseFormatT")
 
 
 class RequestOptions(TypedDict, total=False):
@@ -83,26 +91,34 @@ class ChatCompletionStreamParams(CompletionCreateParamsStreaming, RequestOptions
     """``chat.completions.create`` parameters with ``stream=True`` (the SDK's TypedDict)."""
 
 
+class EmbeddingCreateParams(_EmbeddingParams, RequestOptions, total=False):
+    """``embeddings.create`` parameters (the SDK's TypedDict)."""
+
+
 class PooledStream(Generic[E]):
     """An SDK ``AsyncStream`` that holds its concurrency slot until it ends.
 
     Opening the stream (up to the response headers) is one attempt under the retry policy and
     ``request_timeout``; once open, it is never retried or restarted (a mid-stream failure
-    raises the SDK's error). The slot and client are given back when the stream is exhausted,
-    fails, or is closed. Use it as ``async with`` or iterate it to the end: a stream dropped
-    unclosed gives its slot back when garbage-collected, with a ``ResourceWarning``.
+    raises the SDK's error). It holds a ``Lease``: the slot and client are given back when
+    the stream is exhausted, fails, or is closed. Use it as ``async with`` or iterate it to
+    the end: a stream dropped unclosed gives its slot back when garbage-collected, with a
+    ``ResourceWarning``.
 
     Iterate it like the SDK's stream: ``async for event in stream``.
     """
 
-    def __init__(
-        self, manager: ConnectionManager, request: Request, stream: openai.AsyncStream[E]
-    ) -> None:
-        self._manager = manager
-        self.request = request
+    def __init__(self, lease: Lease, stream: openai.AsyncStream[E]) -> None:
+        self._lease = lease
+        self.request = lease.request
         self._stream = stream
         self._ended = False
         self._aborted = False
+        self._first = True
+        capture = lease.request.capture
+        # An open of a recovering stream: the recovering stream reports its own first chunk.
+        self._reports_first = capture is None or capture.inner is None
+        lease.abort = self._abort
 
     @property
     def request_id(self) -> str:
@@ -132,9 +148,7 @@ class PooledStream(Generic[E]):
 
     async def __anext__(self) -> E:
         if self._aborted:
-            raise self.request.error(
-                ManagerClosedError, "the manager closed this stream", anyio.current_time()
-            )
+            raise self._closed_error()
         if self._ended:
             raise StopAsyncIteration
         try:
@@ -145,21 +159,27 @@ class PooledStream(Generic[E]):
         except BaseException as exc:
             if self.aborted and isinstance(exc, Exception):
                 # The manager closed the upstream under a reader blocked on it (shutdown).
-                raise self.request.error(
-                    ManagerClosedError, "the manager closed this stream", anyio.current_time()
-                ) from exc
+                raise self._closed_error() from exc
             await self._close_upstream()
             self._end(exc)
             raise
+        if self._first:
+            self._first = False
+            if self._reports_first:
+                self._lease.first_chunk()
         # The final event carries the usage (Responses: response.completed; Chat: the
         # include_usage chunk): it settles the stream's token reservation.
-        usage = getattr(event, "usage", None) or getattr(
-            getattr(event, "response", None), "usage", None
+        usage_of = (
+            getattr(event, "response", None) if getattr(event, "usage", None) is None else event
         )
-        total = getattr(usage, "total_tokens", None)
-        if isinstance(total, int):
-            self.request.used_tokens = total
+        if usage_of is not None:
+            self.request.read_usage(usage_of)
         return event
+
+    def _closed_error(self) -> Exception:
+        return self.request.error(
+            ManagerClosedError, "the manager closed this stream", anyio.current_time()
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -189,10 +209,7 @@ class PooledStream(Generic[E]):
         """
         if not self._ended:
             self._aborted = True
-            error = self.request.error(
-                ManagerClosedError, "the manager closed this stream", anyio.current_time()
-            )
-            self._end(error)
+            self._end(self._closed_error())
             await self._close_upstream()
 
     async def _close_upstream(self) -> None:
@@ -202,7 +219,7 @@ class PooledStream(Generic[E]):
     def _end(self, exc: BaseException | None) -> None:
         if not self._ended:
             self._ended = True
-            self._manager._end_stream(self, exc)
+            self._lease.release(exc)
 
     def __del__(self) -> None:
         if not getattr(self, "_ended", True):
@@ -217,27 +234,41 @@ class PooledStream(Generic[E]):
 class ManagerView:
     """The manager seen with one priority, session id and set of per-call options.
 
-    Built by ``ConnectionManager.with_options``. Has ``run``, ``responses`` and ``chat`` like
-    the SDK client; each raises what ``ConnectionManager.run`` raises, plus
-    ``DeadlineExceededError`` when the view has a ``deadline`` and ``InvalidHeaderError`` for
-    ``extra_headers`` that HTTP cannot carry.
+    Built by ``ConnectionManager.with_options``. Has ``run``, ``lease``, ``responses``,
+    ``chat`` and ``embeddings`` like the manager; each raises what ``ConnectionManager.run``
+    raises, plus ``DeadlineExceededError`` when the view has a ``deadline`` and
+    ``InvalidHeaderError`` for ``extra_headers`` that HTTP cannot carry.
     """
 
-    __slots__ = ("_manager", "chat", "options", "priority", "responses", "session_id")
+    __slots__ = (
+        "_engine",
+        "chat",
+        "embeddings",
+        "options",
+        "priority",
+        "responses",
+        "session_id",
+    )
 
     def __init__(
         self,
-        manager: ConnectionManager,
+        engine: Engine,
         priority: Priority,
         session_id: str | None,
         options: CallOptions | None = None,
     ) -> None:
-        self._manager = manager
+        self._engine = engine
         self.priority = priority
         self.session_id = session_id
         self.options = options
         self.responses = PooledResponses(self)
         self.chat = PooledChat(self)
+        self.embeddings = PooledEmbeddings(self)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine behind the manager (for llmpool's own layers)."""
+        return self._engine
 
     async def run(
         self,
@@ -247,11 +278,29 @@ class ManagerView:
         model: str | None = None,
     ) -> T:
         """``ConnectionManager.run`` with this view's priority, session id and options."""
-        manager = self._manager
-        request = manager._admit(
+        engine = self._engine
+        request = engine.admit(
             self.priority, self.session_id, estimated_tokens, model, self.options
         )
-        return await manager._execute(request, fn, inject_session=True)
+        return await engine.execute(request, fn, True)
+
+    def lease(
+        self,
+        *,
+        priority: PriorityLike | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
+        estimated_tokens: int = 0,
+    ) -> AbstractAsyncContextManager[Lease]:
+        """``ConnectionManager.lease`` with this view's settings (``None`` keeps the view's)."""
+        return _lease(
+            self._engine,
+            self.priority if priority is None else priority,
+            self.session_id if session_id is None else session_id,
+            model,
+            estimated_tokens,
+            self.options,
+        )
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         validate_extra_headers(params.get("extra_headers"))  # before queueing, never retried
@@ -261,62 +310,115 @@ class ManagerView:
             params["extra_headers"] = headers
         return params
 
-    def _estimate(self, params: Mapping[str, Any]) -> int:
+    def _estimate(self, params: Mapping[str, Any], output: bool = True) -> int:
         """Token cost of one call: prompt estimate plus the output cap (or the default).
 
         OpenAI counts a request against the tokens-per-minute limit by its prompt and its
         ``max_tokens`` before it runs ("Rate limits" guide); the usage corrects it after.
-        Computed only when some upstream has a token limit.
+        Computed only when some upstream has a token limit. Embeddings have no output.
         """
-        manager = self._manager
-        if not manager._tokens_limited():
+        engine = self._engine
+        if not engine.tokens_limited():
             return 0
         prompt = params.get("input", params.get("messages"))
-        output = (
-            params.get("max_output_tokens")
-            or params.get("max_completion_tokens")
-            or params.get("max_tokens")
-        )
-        if not isinstance(output, int):
-            output = manager.config.rate_limit.default_output_tokens
-        return estimate_tokens(prompt) + estimate_tokens(params.get("instructions")) + output
+        cap: object = 0
+        if output:
+            cap = (
+                params.get("max_output_tokens")
+                or params.get("max_completion_tokens")
+                or params.get("max_tokens")
+            )
+            if not isinstance(cap, int):
+                cap = engine.config.rate_limit.default_output_tokens
+        assert isinstance(cap, int)
+        return estimate_tokens(prompt) + estimate_tokens(params.get("instructions")) + cap
 
-    async def _call(
-        self,
-        raw: Callable[[openai.AsyncOpenAI], Awaitable[LegacyAPIResponse[Any]]],
-        params: Mapping[str, Any],
+    async def _invoke(
+        self, operation: str, method: _RawMethod, params: dict[str, Any], *, output: bool = True
     ) -> Any:
-        manager = self._manager
-        request = manager._admit(
-            self.priority, self.session_id, self._estimate(params), _model(params), self.options
+        """The one path of every façade call: estimate, admit, attempt, learn, settle."""
+        kwargs = self._params(params)
+        engine = self._engine
+        request = engine.admit(
+            self.priority,
+            self.session_id,
+            self._estimate(kwargs, output),
+            _model(kwargs),
+            self.options,
+            operation,
         )
 
         async def fn(client: openai.AsyncOpenAI) -> Any:
-            response = await raw(client)
+            response = await method(client)(**kwargs)
             if request.current_upstream is not None:
-                manager._learn(request.current_upstream, response.headers, request.model)
+                engine.learn(request.current_upstream, response.headers, request.model)
             return response.parse()
 
-        return await manager._execute(request, fn, inject_session=False)
+        if kwargs.get("stream"):
+            request.stream = True
+            stream, lease = await engine.hold(request, fn, False)
+            return PooledStream(lease, cast(openai.AsyncStream[Any], stream))
+        return await engine.execute(request, fn, False)
 
-    async def _stream(
-        self,
-        raw: Callable[[openai.AsyncOpenAI], Awaitable[LegacyAPIResponse[Any]]],
-        params: Mapping[str, Any],
-    ) -> PooledStream[Any]:
-        manager = self._manager
-        request = manager._admit(
-            self.priority, self.session_id, self._estimate(params), _model(params), self.options
-        )
 
-        async def fn(client: openai.AsyncOpenAI) -> openai.AsyncStream[Any]:
-            response = await raw(client)
-            if request.current_upstream is not None:
-                manager._learn(request.current_upstream, response.headers, request.model)
-            return cast(openai.AsyncStream[Any], response.parse())
+@asynccontextmanager
+async def _lease(
+    engine: Engine,
+    priority: PriorityLike,
+    session_id: str | None,
+    model: str | None,
+    estimated_tokens: int,
+    options: CallOptions | None,
+) -> AsyncIterator[Lease]:
+    request = engine.admit(priority, session_id, estimated_tokens, model, options, "lease")
+    _, lease = await engine.hold(request, _granted, True)
+    scope = (
+        anyio.CancelScope()
+        if request.deadline is None
+        else anyio.CancelScope(deadline=request.deadline)
+    )
+    lease.scope = scope
+    error: BaseException | None = None
+    try:
+        with scope:
+            yield lease
+        if scope.cancelled_caught:
+            # Shutdown after the grace period, or the view's deadline.
+            error = engine.cancelled_error(request)
+            raise error
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        lease.release(error)
 
-        upstream = await manager._open_stream(request, fn)
-        return manager._track_stream(PooledStream(manager, request, upstream))
+
+async def _granted(client: openai.AsyncOpenAI) -> None:
+    """A lease's one attempt: the grant itself (the slot and client are what it wanted)."""
+    del client
+
+
+_RawMethod = Callable[[openai.AsyncOpenAI], Callable[..., Awaitable["LegacyAPIResponse[Any]"]]]
+
+
+def _responses_create(client: openai.AsyncOpenAI) -> Callable[..., Awaitable[Any]]:
+    return client.responses.with_raw_response.create
+
+
+def _responses_parse(client: openai.AsyncOpenAI) -> Callable[..., Awaitable[Any]]:
+    return client.responses.with_raw_response.parse
+
+
+def _chat_create(client: openai.AsyncOpenAI) -> Callable[..., Awaitable[Any]]:
+    return client.chat.completions.with_raw_response.create
+
+
+def _chat_parse(client: openai.AsyncOpenAI) -> Callable[..., Awaitable[Any]]:
+    return client.chat.completions.with_raw_response.parse
+
+
+def _embeddings_create(client: openai.AsyncOpenAI) -> Callable[..., Awaitable[Any]]:
+    return client.embeddings.with_raw_response.create
 
 
 def _model(params: Mapping[str, Any]) -> str | None:
@@ -345,14 +447,29 @@ class PooledResponses:
         ``stream=True`` a ``PooledStream`` of the SDK's ``ResponseStreamEvent``. Raises what
         ``ConnectionManager.run`` raises.
         """
-        kwargs = self._view._params(params)
+        return cast(
+            "Response | PooledStream[ResponseStreamEvent]",
+            await self._view._invoke("responses", _responses_create, params),
+        )
 
-        def call(client: openai.AsyncOpenAI) -> Awaitable[LegacyAPIResponse[Any]]:
-            return client.responses.with_raw_response.create(**kwargs)
+    async def parse(
+        self,
+        *,
+        text_format: type[TextFormatT] | Omit = omit,
+        **params: Unpack[ResponseCreateParams],
+    ) -> ParsedResponse[TextFormatT]:
+        """``client.responses.parse`` (structured output) under the scheduler, with retries.
 
-        if kwargs.get("stream"):
-            return cast(PooledStream[ResponseStreamEvent], await self._view._stream(call, kwargs))
-        return cast(Response, await self._view._call(call, kwargs))
+        ``text_format`` is the pydantic model (or type) the output is parsed into, as in the
+        SDK. Returns the SDK's ``ParsedResponse``. Raises what ``ConnectionManager.run``
+        raises, and the SDK's parsing errors unchanged (not retried).
+        """
+        kwargs: dict[str, Any] = dict(params)
+        kwargs["text_format"] = text_format
+        return cast(
+            "ParsedResponse[TextFormatT]",
+            await self._view._invoke("responses", _responses_parse, kwargs),
+        )
 
 
 class PooledChatCompletions:
@@ -376,14 +493,28 @@ class PooledChatCompletions:
         ``stream=True`` a ``PooledStream`` of ``ChatCompletionChunk``. Raises what
         ``ConnectionManager.run`` raises.
         """
-        kwargs = self._view._params(params)
+        return cast(
+            "ChatCompletion | PooledStream[ChatCompletionChunk]",
+            await self._view._invoke("chat", _chat_create, params),
+        )
 
-        def call(client: openai.AsyncOpenAI) -> Awaitable[LegacyAPIResponse[Any]]:
-            return client.chat.completions.with_raw_response.create(**kwargs)
+    async def parse(
+        self, *, response_format: type[ResponseFormatT] | Omit = omit, **params: Any
+    ) -> ParsedChatCompletion[ResponseFormatT]:
+        """``client.chat.completions.parse`` (structured output) under the scheduler.
 
-        if kwargs.get("stream"):
-            return cast(PooledStream[ChatCompletionChunk], await self._view._stream(call, kwargs))
-        return cast(ChatCompletion, await self._view._call(call, kwargs))
+        ``response_format`` is the pydantic model the message is parsed into; the other
+        parameters are ``chat.completions.create``'s (typed as ``Any`` here: the SDK's
+        TypedDict also declares ``response_format``, with another type). Returns the SDK's
+        ``ParsedChatCompletion``. Raises what ``ConnectionManager.run`` raises, and the SDK's
+        parsing errors unchanged (``LengthFinishReasonError``...; not retried).
+        """
+        kwargs: dict[str, Any] = dict(params)
+        kwargs["response_format"] = response_format
+        return cast(
+            "ParsedChatCompletion[ResponseFormatT]",
+            await self._view._invoke("chat", _chat_parse, kwargs),
+        )
 
 
 class PooledChat:
@@ -393,3 +524,24 @@ class PooledChat:
 
     def __init__(self, view: ManagerView) -> None:
         self.completions = PooledChatCompletions(view)
+
+
+class PooledEmbeddings:
+    """``embeddings`` through the manager (Embeddings API)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: ManagerView) -> None:
+        self._view = view
+
+    async def create(self, **params: Unpack[EmbeddingCreateParams]) -> CreateEmbeddingResponse:
+        """``client.embeddings.create`` under the scheduler, with retries.
+
+        Takes the SDK's parameters unchanged (the input's estimated tokens are charged to
+        the per-minute budget; there is no output). Returns the SDK's
+        ``CreateEmbeddingResponse``. Raises what ``ConnectionManager.run`` raises.
+        """
+        return cast(
+            CreateEmbeddingResponse,
+            await self._view._invoke("embeddings", _embeddings_create, dict(params), output=False),
+        )

@@ -118,14 +118,21 @@ class Upstream:
         label: base URL and a hash of the key, for logs and stats.
         policy: the rate-limit policy (configured limits, per model).
         circuit: the circuit-breaker policy; ``None`` or disabled: no breaker.
+        address: the base URL's host, for instruments; default ``None``.
     """
 
-    __slots__ = ("breaker", "budgets", "cooldown_until", "label", "policy")
+    __slots__ = ("address", "breaker", "budgets", "cooldown_until", "label", "policy")
 
     def __init__(
-        self, label: str, policy: RateLimitPolicy, circuit: CircuitPolicy | None = None
+        self,
+        label: str,
+        policy: RateLimitPolicy,
+        circuit: CircuitPolicy | None = None,
+        *,
+        address: str | None = None,
     ) -> None:
         self.label = label
+        self.address = address  # the base URL's host (OpenTelemetry's server.address)
         self.policy = policy
         self.cooldown_until = 0.0
         self.budgets: dict[str | None, UpstreamLimits] = {}
@@ -224,7 +231,9 @@ class ClientPool:
             label = _upstream_label(client)
             upstream = upstreams.get(label)
             if upstream is None:
-                upstream = upstreams[label] = Upstream(label, policy, circuit)
+                upstream = upstreams[label] = Upstream(
+                    label, policy, circuit, address=client.base_url.host or None
+                )
             self.clients.append(PooledClient(index, client, upstream))
         self.upstreams = list(upstreams.values())
         self._next = 0

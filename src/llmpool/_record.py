@@ -19,9 +19,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, overload
+from typing import Any, Final, overload
 
-from ._types import Priority
+from ._types import AttemptOutcome, Priority, RequestOutcome
 
 __all__ = [
     "CAPTURE",
@@ -34,13 +34,6 @@ __all__ = [
     "annotate_error",
     "capture_requests",
 ]
-
-AttemptOutcome: TypeAlias = Literal["ok", "error", "timeout", "cancelled"]
-"""How one attempt ended: ``ok`` (an answer, or a stream that ended without error), ``error``,
-``timeout`` (``request_timeout``), ``cancelled`` (the caller, or the manager at shutdown)."""
-
-RequestOutcome: TypeAlias = Literal["completed", "failed", "cancelled"]
-"""How a request ended, as its caller saw it; the counter of ``stats()`` it went to."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

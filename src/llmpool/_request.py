@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from . import _constants as C
 from ._errors import InvalidSessionIdError, LLMPoolError
+from ._hooks import RequestFinished
 from ._pool import PooledClient, Upstream
 from ._record import AttemptOutcome, AttemptRecord, Capture, RequestOutcome, RequestRecord
-from ._redact import DEFAULT_REDACTOR, Redactor
 from ._retry import RetryDecision
 from ._types import Priority
 
-__all__ = ["Request", "logger", "validate_session_id"]
-
-logger = logging.getLogger(C.LOGGER_NAME)
-# A library adds no output of its own: the application configures logging (Python HOWTO,
-# "Configuring Logging for a Library").
-logger.addHandler(logging.NullHandler())
+__all__ = ["Request", "validate_session_id"]
 
 _ANONYMOUS = ""  # the session key shared by requests without a session id
 
@@ -88,20 +82,24 @@ class Request:
         "ended_at",
         "failure",
         "id",
+        "input_tokens",
         "last_error",
         "last_upstream",
         "lease",
         "max_attempts",
         "model",
+        "operation",
         "outcome",
+        "output_tokens",
         "priority",
         "probe",
         "queue_timeout",
-        "redactor",
         "request_timeout",
+        "response_model",
         "seq",
         "session_id",
         "session_key",
+        "stream",
         "submitted_at",
         "ticket",
         "tokens",
@@ -124,6 +122,7 @@ class Request:
         request_timeout: float = C.DEFAULT_REQUEST_TIMEOUT,
         deadline: float | None = None,
         admission: str = "reject",
+        operation: str | None = None,
     ) -> None:
         self.id = id
         self.priority = priority
@@ -139,6 +138,11 @@ class Request:
         self.ticket: Upstream | None = None  # upstream whose budget the grant reserved
         self.current_upstream: Upstream | None = None  # upstream of the running attempt
         self.used_tokens: int | None = None  # the response's usage.total_tokens, when seen
+        self.input_tokens: int | None = None  # usage.input_tokens / prompt_tokens, when seen
+        self.output_tokens: int | None = None  # usage.output_tokens / completion_tokens
+        self.response_model: str | None = None  # the answer's ``model``, when seen
+        self.operation = operation  # "responses", "chat", "embeddings", "lease" or None (run)
+        self.stream = False  # an SDK stream holds the slot (PooledStream)
         self.model = model  # the API's model parameter, when llmpool can see it
         self.max_attempts = max_attempts
         self.queue_timeout = queue_timeout  # seconds, per wait for a slot
@@ -147,7 +151,6 @@ class Request:
         self.admission = admission  # "reject" or "wait" when the queue is full
         self.last_error: Exception | None = None  # the last attempt's error
         self.probe: Upstream | None = None  # the upstream whose half-open probe this is
-        self.redactor: Redactor = DEFAULT_REDACTOR  # the manager's, set at admission
         # The request's story (``record()``): the open attempt's client and start, the ended
         # attempts, how the request ended. ``capture`` is what the context held on entry.
         self.attempt_client: PooledClient | None = None
@@ -158,40 +161,80 @@ class Request:
         self.failure: str | None = None  # the class name of the caller's exception
         self.ended_at = 0.0
 
-    def error(self, cls: type[LLMPoolError], message: str, now: float) -> LLMPoolError:
-        """Build a typed error carrying this request's context."""
-        return cls(
-            message,
-            request_id=self.id,
-            session_id=self.session_id,
-            priority=self.priority.value,
-            attempts=self.attempts,
-            waited=now - self.submitted_at,
-            last_status=None if self.decision is None else self.decision.status,
-        )
+    def context(self, now: float) -> dict[str, Any]:
+        """The keyword context every llmpool error of this request carries.
 
-    def log(self, level: int, event: str, message: str, **fields: Any) -> None:
-        """Log ``event`` on the ``llmpool`` logger with the ids in ``extra``.
-
-        Secrets (the manager's API keys, anything shaped like an OpenAI key) are replaced in
-        ``message`` and in every string of ``extra``, so an upstream that echoes the key in an
-        error body does not put it in the logs. Nothing is formatted or redacted when the
-        logger does not log ``level``.
+        ``request_id``, ``session_id``, ``priority``, ``attempts``, ``waited`` (seconds since
+        submission at ``now``) and ``last_status``: built here only, for every error class.
         """
-        if logger.isEnabledFor(level):
-            redact = self.redactor
-            extra = {
-                "llmpool_event": event,
-                "request_id": self.id,
-                "session_id": self.session_id,
-                "priority": self.priority.value,
-                "attempt": self.attempts,
-                **fields,
-            }
-            for name, value in extra.items():
-                if isinstance(value, str):
-                    extra[name] = redact(value)
-            logger.log(level, "%s %s: %s", self.id, event, redact(message), extra=extra)
+        return {
+            "request_id": self.id,
+            "session_id": self.session_id,
+            "priority": self.priority.value,
+            "attempts": self.attempts,
+            "waited": now - self.submitted_at,
+            "last_status": None if self.decision is None else self.decision.status,
+        }
+
+    def error(
+        self, cls: type[LLMPoolError], message: str, now: float, **fields: Any
+    ) -> LLMPoolError:
+        """Build a typed error carrying this request's context (and ``fields``)."""
+        return cls(message, **self.context(now), **fields)
+
+    def read_usage(self, result: object) -> None:
+        """Take the usage and model of an SDK result (``Response``, ``ChatCompletion``...).
+
+        ``usage.total_tokens`` settles the token budget; input/output tokens and ``model``
+        go to instruments. Absent or non-int fields leave what was seen before.
+        """
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            total = getattr(usage, "total_tokens", None)
+            if isinstance(total, int):
+                self.used_tokens = total
+            tokens_in = getattr(usage, "input_tokens", None)
+            if tokens_in is None:
+                tokens_in = getattr(usage, "prompt_tokens", None)
+            if isinstance(tokens_in, int):
+                self.input_tokens = tokens_in
+            tokens_out = getattr(usage, "output_tokens", None)
+            if tokens_out is None:
+                tokens_out = getattr(usage, "completion_tokens", None)
+            if isinstance(tokens_out, int):
+                self.output_tokens = tokens_out
+        model = getattr(result, "model", None)
+        if isinstance(model, str):
+            self.response_model = model
+
+    def finished(self, exc: BaseException | None) -> RequestFinished:
+        """The ``RequestFinished`` event of this request (its outcome already set)."""
+        first = self.first_attempt_at()
+        upstream = self.current_upstream or self.last_upstream
+        outcome = self.outcome
+        assert outcome is not None  # set before the event is built
+        return RequestFinished(
+            self.id,
+            self.session_id,
+            self.priority,
+            self.model,
+            outcome,
+            self.failure,
+            exc,
+            self.attempts,
+            None if first is None else first - self.submitted_at,
+            self.ended_at - self.submitted_at,
+            None if self.decision is None else self.decision.status,
+            None if upstream is None else upstream.label,
+            None if upstream is None else upstream.address,
+            self.operation,
+            self.stream,
+            self.tokens,
+            self.input_tokens,
+            self.output_tokens,
+            self.used_tokens,
+            self.response_model,
+        )
 
     # -- the request's story -----------------------------------------------------------------
 

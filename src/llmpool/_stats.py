@@ -11,11 +11,13 @@ import statistics
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from . import _constants as C
+from ._hooks import AttemptFinished, Instrument, RequestFinished, RetryRefused, RetryScheduled
 
 __all__ = ["ConnectionStats", "LatencyStats", "StatsRecorder", "UpstreamLimitStats"]
 
@@ -102,8 +104,18 @@ class ConnectionStats(BaseModel):
     uptime: float = Field(description="Seconds since the manager was opened.")
 
 
-class StatsRecorder:
-    """Mutable counters behind ``ConnectionStats``; only the manager writes them."""
+_REJECTED: Final = frozenset({"QueueFullError", "RequestTooLargeError"})
+
+
+class StatsRecorder(Instrument):
+    """The counters behind ``ConnectionStats``: an instrument every manager registers.
+
+    ``completed``/``failed``/``cancelled`` and the latency windows come from
+    ``RequestFinished``; ``rejected`` counts requests that ended in ``QueueFullError`` or
+    ``RequestTooLargeError``; ``timeouts`` counts attempts over ``request_timeout`` and
+    requests that ended in ``QueueTimeoutError``; ``retries`` and ``budget_refusals`` count
+    ``RetryScheduled`` and ``RetryRefused``.
+    """
 
     __slots__ = (
         "budget_refusals",
@@ -127,6 +139,37 @@ class StatsRecorder:
         self.budget_refusals = 0
         self.queue_wait: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
         self.latency: deque[float] = deque(maxlen=C.LATENCY_WINDOW)
+
+    def on_request_finished(self, event: RequestFinished) -> None:
+        """Count the request's outcome; keep its latency and queue wait."""
+        outcome = event.outcome
+        if outcome == "completed":
+            self.completed += 1
+            self.latency.append(event.latency)
+        elif outcome == "cancelled":
+            self.cancelled += 1
+        else:
+            self.failed += 1
+            error = event.error
+            if error in _REJECTED:
+                self.rejected += 1
+            elif error == "QueueTimeoutError":
+                self.timeouts += 1
+        if event.queue_wait is not None:
+            self.queue_wait.append(event.queue_wait)
+
+    def on_attempt_finished(self, event: AttemptFinished) -> None:
+        """Count an attempt over ``request_timeout``."""
+        if event.outcome == "timeout":
+            self.timeouts += 1
+
+    def on_retry_scheduled(self, event: RetryScheduled) -> None:
+        """Count a retry."""
+        self.retries += 1
+
+    def on_retry_refused(self, event: RetryRefused) -> None:
+        """Count a retry the budget refused."""
+        self.budget_refusals += 1
 
     @staticmethod
     def now_utc() -> datetime:

@@ -103,7 +103,7 @@ class RecoveringStream:
         if conversation is not None and conversation.api != api:
             raise ValueError(f"the conversation speaks {conversation.api!r}, not {api!r}")
         self._view = target if isinstance(target, ManagerView) else target.with_options()
-        self._retry = self._view._manager.config.retry
+        self._retry = self._view.engine.config.retry
         options = self._view.options
         # The view's max_attempts (with_options) bounds the stream's own retries too.
         self._max_attempts = (
@@ -132,6 +132,7 @@ class RecoveringStream:
         self._inner: list[Request] = []  # the opens' requests, in order (see CAPTURE)
         self._capture: Capture | None = None
         self._finished = False
+        self._first_reported = False
         self._record: RequestRecord | None = None
         self.attempts = 0
         self.recoveries = 0
@@ -212,7 +213,7 @@ class RecoveringStream:
         stream saw an ``error`` event or a truncated answer.
         """
         request = upstream.request
-        self._view._manager._end_attempt(request, exc, request.ended_at)
+        self._view.engine.end_attempt(request, exc, request.ended_at)
 
     def _finish(self, exc: BaseException | None, *, closed: bool = False) -> None:
         """Record how the stream ended, once: in ``stats()``, its record, capture blocks."""
@@ -249,13 +250,17 @@ class RecoveringStream:
         # An open refused at submission (the manager closed, too many tokens) was counted
         # there, as a failure: it never reached the request path, so it is not in ``inner``.
         counted = len(inner) < self.attempts
-        self._view._manager._record_stream(
-            None if counted else outcome,
-            now - self._started_at,
-            self._record,
-            self._capture,
-            exc,
-        )
+        if inner and not counted:
+            event = last.finished(exc)._replace(
+                outcome=outcome,
+                error=None if exc is None else type(exc).__name__,
+                exception=exc,
+                attempts=len(self._record.attempts) if self._record is not None else 0,
+                queue_wait=None if self._record is None else self._record.queue_wait,
+                latency=now - self._started_at,
+                stream=True,
+            )
+            self._view.engine.stream_finished(event, self._record, self._capture, exc)
 
     # -- before output: open, prime, retry, rebuild ---------------------------------------------
 
@@ -313,6 +318,9 @@ class RecoveringStream:
             self._failed_open(upstream, exc)
             raise
         self._upstream, self._translator = upstream, translator
+        if not self._first_reported:
+            self._first_reported = True
+            self._view.engine.first_chunk(upstream.request, self._started_at)
         if self._failure is not None:
             reason, status = self._failure
             kind: Literal["rebuilt", "retried"] = "rebuilt" if self._rebuilt else "retried"
@@ -373,8 +381,15 @@ class RecoveringStream:
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self._view._manager._stream_retried()
         reason = "" if self._failure is None else self._failure[0]
+        if self._inner:
+            decision = self._decision
+            self._view.engine.retry_scheduled(
+                self._inner[-1],
+                state.upcoming_sleep,
+                reason,
+                decision is not None and decision.cooldown,
+            )
         action = "rebuilding the input" if self._decision is None else "retrying"
         logger.info(
             "stream attempt %d failed before output (%s); %s in %.3fs",

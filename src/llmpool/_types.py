@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
-__all__ = ["Priority", "PriorityLike"]
+__all__ = ["AttemptOutcome", "Priority", "PriorityLike", "RequestOutcome"]
 
 
 class Priority(StrEnum):
@@ -49,3 +49,10 @@ class Priority(StrEnum):
 _RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 PriorityLike: TypeAlias = Priority | str
+
+AttemptOutcome: TypeAlias = Literal["ok", "error", "timeout", "cancelled"]
+"""How one attempt ended: ``ok`` (an answer, or a stream that ended without error), ``error``,
+``timeout`` (``request_timeout``), ``cancelled`` (the caller, or the manager at shutdown)."""
+
+RequestOutcome: TypeAlias = Literal["completed", "failed", "cancelled"]
+"""How a request ended, as its caller saw it; the counter of ``stats()`` it went to."""
