@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_a_package_that_is_no_extra_is_named_itself(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "trio", None)
     with pytest.raises(MissingExtraError, match=r"^--backend trio needs trio: pip install trio$"):
         require("trio", None, feature="--backend trio")
+
+
+def test_the_error_survives_pickling() -> None:
+    """A worker process's MissingExtraError reaches the parent whole (message and context)."""
+    error = MissingExtraError(feature="llmpool demo", extra="demo", module="rich", missing="rich")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is MissingExtraError
+    assert str(copy) == str(error)
+    assert (copy.feature, copy.extra, copy.module, copy.name) == (
+        "llmpool demo",
+        "demo",
+        "rich",
+        "rich",
+    )
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,10 @@ This module is L0 vocabulary: it imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
+from typing import Any
 
 __all__ = ["MissingExtraError", "require"]
 
@@ -45,6 +47,18 @@ class MissingExtraError(ImportError):
         if extra is not None or missing != module:
             message += f" ({missing} is missing)"
         super().__init__(message, name=missing)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only context: pickle (a worker process's error) must rebuild from keywords.
+        missing = self.module if self.name is None else self.name
+        rebuild = functools.partial(
+            MissingExtraError,
+            feature=self.feature,
+            extra=self.extra,
+            module=self.module,
+            missing=missing,
+        )
+        return (rebuild, ())
 
 
 def require(module: str, extra: str | None, *, feature: str) -> ModuleType:
