@@ -167,7 +167,7 @@ async def test_documented_message_is_what_the_code_produces(name: str) -> None:
 # (The simulator's --seed, a random seed, is fine.)
 ORIGIN = re.compile(r"\bseed\s*`?0\d\d|\bgeneralis", re.IGNORECASE)
 PRODUCT_TEXT = [
-    "src/llmpool/_cli.py",
+    *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "src/llmpool/_cli").rglob("*.py")),
     "src/llmpool/_config.py",
     "src/llmpool/_constants.py",
     "src/llmpool/_stats.py",

@@ -13,19 +13,16 @@ Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette and u
 
 from __future__ import annotations
 
-try:
-    import starlette as _starlette
-    import uvicorn as _uvicorn
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "llmpool.testing needs the 'testing' extra: pip install 'llmpool[testing]'"
-    ) from exc
+from llmpool._extras import require
 
-from ._faults import FaultPlan, ScriptedFault
-from ._records import RecordedRequest
-from ._server import SimulatedProvider
+# Checked first, so that a missing one is named with the extra to install.
+require("starlette", "testing", feature="llmpool.testing")
+require("uvicorn", "testing", feature="llmpool.testing")
+del require
 
-del _starlette, _uvicorn
+from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)
+from ._records import RecordedRequest  # noqa: E402
+from ._server import SimulatedProvider  # noqa: E402
 
 __all__ = ["FaultPlan", "RecordedRequest", "ScriptedFault", "SimulatedProvider"]
 

@@ -8,35 +8,24 @@ a test scripts some), so each takes well under a second or two.
 from __future__ import annotations
 
 import http.server
-import io
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import openai
 import pytest
-from rich.console import Console
 
 from llmpool import ConnectionManager, PoolConfig, Priority, RetryPolicy
 from llmpool._cli import main
-from llmpool._demo import (
-    DEFAULT_SEED,
-    UNEXPECTED_RESPONSE,
-    DemoOptions,
-    RequestResult,
-    live_states,
-    terminal_priority,
-)
-from llmpool._demo_report import LineObserver, LiveObserver
+from llmpool._cli.demo._drive import LiveStates
+from llmpool._cli.demo._options import DEFAULT_SEED, terminal_priority
+from llmpool._cli.demo._results import UNEXPECTED_RESPONSE
 from llmpool.testing import SimulatedProvider
-
-from .helpers import client_factory, status_error
-from .test_manager import Gate
+from tests.helpers import client_factory, status_error
+from tests.test_manager import Gate
 
 FAST = ["--stagger", "0", "--no-faults", "--latency-min", "0", "--latency-max", "0.01"]
 
@@ -277,41 +266,41 @@ def test_invalid_fault_plan_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "drop_rate" in capsys.readouterr().err
 
 
-def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
-    """`llmpool` alone shows the commands and exits 2."""
-    assert main([]) == 2
-    assert "demo" in capsys.readouterr().err
-
-
-def test_missing_rich_names_the_extra(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        pytest.param(
+            module,
+            [],
+            f"llmpool demo needs the 'demo' extra: pip install 'llmpool[demo]' "
+            f"({module} is missing)",
+            id=module,
+        )
+        for module in ("rich", "starlette", "uvicorn")
+    ]
+    + [
+        pytest.param(
+            "trio",
+            ["--backend", "trio"],
+            "llmpool demo --backend trio needs trio: pip install trio",
+            id="trio",
+        )
+    ],
+)
+def test_a_missing_extra_is_named(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    args: list[str],
+    message: str,
 ) -> None:
-    """Without rich, the demo says which extra to install."""
-    monkeypatch.setitem(sys.modules, "rich", None)
-    assert main(["demo"]) == 2
-    assert "pip install 'llmpool[demo]'" in capsys.readouterr().err
-
-
-def test_console_entry_points() -> None:
-    """`python -m llmpool._cli demo --help` and the `llmpool` script work; no rich imported."""
-    done = subprocess.run(
-        [sys.executable, "-m", "llmpool._cli", "demo", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "--terminals" in done.stdout
-    script = Path(sys.executable).parent / "llmpool"
-    if script.exists():
-        done = subprocess.run([str(script), "demo", "--help"], capture_output=True, check=False)
-        assert done.returncode == 0
-    probe = (
-        "import sys, llmpool._cli; "
-        "print(sorted({'rich', 'starlette', 'uvicorn'} & set(sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    """Without rich or the simulator's Starlette and uvicorn the demo names its extra (which
+    has them all); without trio, --backend trio says to install it. Exit 2, before any run."""
+    monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like
+    assert main(["demo", *args, *FAST]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n"
+    assert captured.out == ""
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -349,8 +338,9 @@ async def test_live_states_tell_what_each_terminal_waits_for() -> None:
     config = PoolConfig(pool_size=2, max_concurrency=2, retry=retry)
     factory = client_factory("http://a.test/v1", "http://b.test/v1")
     sessions = ["terminal-1", "terminal-2", "terminal-3", "terminal-4"]
+    live = LiveStates()
     async with (
-        ConnectionManager(config, client_factory=factory) as m,
+        ConnectionManager(config, client_factory=factory, instruments=[live]) as m,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(lambda: m.run(failing(status_error(503)), session_id="terminal-3"))
@@ -364,58 +354,14 @@ async def test_live_states_tell_what_each_terminal_waits_for() -> None:
         await anyio.wait_all_tasks_blocked()
         tg.start_soon(lambda: m.run(gate.fn("c"), session_id="terminal-2"))
         await anyio.wait_all_tasks_blocked()
-        assert live_states(m, sessions) == {
+        assert live.states(sessions) == {
             "terminal-1": "attempt 1",
             "terminal-2": "queued",
             "terminal-3": "backing off",
             "terminal-4": "upstream cooling",
         }
         tg.cancel_scope.cancel()
-
-
-def _result(ok: bool) -> RequestResult:
-    return RequestResult(
-        terminal="terminal-1",
-        index=1,
-        priority=Priority.HIGH,
-        ok=ok,
-        latency=0.5,
-        queue_wait=0.1,
-        attempts=2,
-        retries=1,
-        error=None if ok else "APIConnectionError",
-    )
-
-
-def test_live_observer_draws_progress_and_stats() -> None:
-    """On a terminal, the live display shows each terminal and the manager's stats."""
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=120)
-    options = DemoOptions(terminals=2, requests=1)
-    stats = ConnectionManager().stats()
-    with LiveObserver(console, options) as observer:
-        observer.started("terminal-1", 1)
-        observer.tick(stats, {"terminal-1": "attempt 2"})
-        observer.finished(_result(ok=True))
-        observer.started("terminal-2", 1)
-        observer.finished(_result(ok=False))
-    text = out.getvalue()
-    assert "terminal-1" in text
-    assert "attempt 2" in text
-    assert "active 0/3" in text
-    assert "failed" in text
-
-
-def test_line_observer_prints_one_line_per_request() -> None:
-    """Off a terminal, each finished request is one plain line."""
-    out = io.StringIO()
-    console = Console(file=out, width=80)
-    observer = LineObserver(console, DemoOptions(requests=1))
-    observer.finished(_result(ok=True))
-    observer.finished(_result(ok=False))
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("terminal-1 [high] request 1/1 ok in 0.500s")
-    assert lines[1].endswith("APIConnectionError")
+    assert live.states(sessions) == {}  # every request ended (cancelled)
 
 
 def test_hop_terminal_conversation_hops_and_recovers(capsys: pytest.CaptureFixture[str]) -> None:

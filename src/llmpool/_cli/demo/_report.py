@@ -1,15 +1,16 @@
 """The rich side of ``llmpool demo``: live progress, the final table and the stats.
 
-Imported only by ``_demo.run_demo`` once ``rich`` (the ``demo`` extra) is known to be installed.
+Imported only by ``_run.run_demo`` once ``rich`` (the ``demo`` extra) is known to be installed.
 On a terminal the progress is a ``rich.live.Live`` display refreshed from the event loop (no
 refresh thread: the manager's ``stats()`` must be read on the loop). Anywhere else — a pipe,
-a file, CI — nothing is animated: one plain line per finished request, then the report.
+a file, CI — nothing is animated: one plain line per finished request, then the report, which
+renders a ``DemoSummary``. The top of the demo's modules but ``_run`` and ``_command``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group
@@ -18,13 +19,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from ._demo import DemoOptions, Observer, RequestResult, terminal_priority
-from ._stats import ConnectionStats
+from llmpool import ConnectionStats
+
+from ._options import DemoOptions, terminal_priority
+from ._results import Observer, RequestResult
+from ._summary import DemoSummary, GroupSummary, HopSummary
 
 if TYPE_CHECKING:
-    from .testing import FaultPlan
+    from llmpool.testing import FaultPlan
 
-__all__ = ["make_console", "observer_for", "print_header", "print_report"]
+__all__ = [
+    "LineObserver",
+    "LiveObserver",
+    "build_table",
+    "make_console",
+    "observer_for",
+    "print_header",
+    "print_hop",
+    "print_report",
+]
 
 _PRIORITY_STYLE = {"high": "bold red", "normal": "yellow", "low": "cyan"}
 
@@ -172,31 +185,27 @@ def print_header(
     )
 
 
-def _row(table: Table, terminal: str, priority: str, group: dict[str, Any]) -> None:
-    failed = group["failed"]
+def _row(table: Table, terminal: str, priority: str, group: GroupSummary) -> None:
     table.add_row(
         terminal,
         Text(priority, style=_PRIORITY_STYLE.get(priority, "bold")),
-        str(group["requests"]),
-        str(group["succeeded"]),
-        Text(str(failed), style="bold red" if failed else ""),
-        str(group["retries"]),
-        _seconds(group["queue_wait"]["p50"]),
-        _seconds(group["queue_wait"]["p95"]),
-        _seconds(group["latency"]["p50"]),
-        _seconds(group["latency"]["p95"]),
+        str(group.requests),
+        str(group.succeeded),
+        Text(str(group.failed), style="bold red" if group.failed else ""),
+        str(group.retries),
+        _seconds(group.queue_wait.p50),
+        _seconds(group.queue_wait.p95),
+        _seconds(group.latency.p50),
+        _seconds(group.latency.p95),
     )
 
 
-def build_table(summary: dict[str, Any]) -> Table:
-    """The per-terminal, per-priority and total table of a ``summarize`` result."""
-    totals = summary["totals"]
+def build_table(summary: DemoSummary) -> Table:
+    """The per-terminal, per-priority and total table of a run's summary."""
+    totals = summary.totals
     table = Table(
-        title=(
-            f"{totals['succeeded']}/{totals['expected']} requests completed "
-            f"in {totals['elapsed']:.1f}s"
-        ),
-        caption=("seconds; wait: call to first attempt; lat: call to result (succeeded requests)"),
+        title=f"{totals.succeeded}/{totals.expected} requests completed in {totals.elapsed:.1f}s",
+        caption="seconds; wait: call to first attempt; lat: call to result (succeeded requests)",
         box=box.SIMPLE_HEAD,
         padding=(0, 1, 0, 0),
         show_edge=False,
@@ -208,75 +217,74 @@ def build_table(summary: dict[str, Any]) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for name in ("wait\np50", "wait\np95", "lat\np50", "lat\np95"):
         table.add_column(name, justify="right", no_wrap=True)
-    for terminal, group in summary["per_terminal"].items():
-        _row(table, terminal, group["priority"], group)
+    for terminal, row in summary.per_terminal.items():
+        _row(table, terminal, row.priority.value, row)
     table.add_section()
-    for priority, group in summary["per_priority"].items():
-        _row(table, "all", priority, group)
+    for priority, group in summary.per_priority.items():
+        _row(table, "all", priority.value, group)
     table.add_section()
     _row(table, "all", "all", totals)
     return table
 
 
-def print_hop(console: Console, hop: dict[str, Any]) -> None:
+def print_hop(console: Console, hop: HopSummary) -> None:
     """Print ``terminal-hop``: each streamed request, its instance, recovery and text."""
     path: list[str] = []
-    for turn in hop["turns"]:
-        if not path or path[-1] != turn["instance"]:
-            path.append(turn["instance"])
+    for turn in hop.turns:
+        if not path or path[-1] != turn.instance:
+            path.append(turn.instance)
     console.print(
-        f"[bold]{hop['session']}[/]: streamed conversation {' -> '.join(path)}; "
-        f"{hop['recoveries']} rebuilt, {hop['retries']} retried"
+        f"[bold]{hop.session}[/]: streamed conversation {' -> '.join(path)}; "
+        f"{hop.recoveries} rebuilt, {hop.retries} retried"
     )
-    for turn in hop["turns"]:
-        line = Text(f"  turn {turn['turn']} on {turn['instance']:<4} ")
-        if turn["recovered"] is not None:
-            line.append(f"[{turn['recovered']}: {turn['reason']}] ", style="yellow")
-        if not turn["ok"]:
-            line.append(f"failed: {turn['reason']}", style="bold red")
-        elif turn["tool_calls"]:
-            line.append(f"tool call {', '.join(turn['tool_calls'])}", style="cyan")
+    for turn in hop.turns:
+        line = Text(f"  turn {turn.turn} on {turn.instance:<4} ")
+        if turn.recovered is not None:
+            line.append(f"[{turn.recovered}: {turn.reason}] ", style="yellow")
+        if not turn.ok:
+            line.append(f"failed: {turn.reason}", style="bold red")
+        elif turn.tool_calls:
+            line.append(f"tool call {', '.join(turn.tool_calls)}", style="cyan")
         else:
-            line.append(repr(turn["text"]))
-        if turn["duplicated"]:
+            line.append(repr(turn.text))
+        if turn.duplicated:
             line.append(" DUPLICATED TEXT", style="bold red")
         console.print(line, soft_wrap=True)
 
 
-def print_report(console: Console, summary: dict[str, Any]) -> None:
-    """Print the table, the failures, the simulator's view, the stats JSON and a verdict."""
+def print_report(console: Console, summary: DemoSummary) -> None:
+    """Print the table, the failures, the simulator's view, the hop, the stats and a verdict."""
     console.print()
     console.print(build_table(summary))
-    failures = summary["failures"]
-    if failures:
-        console.print(f"[bold red]Failures ({len(failures)}):[/]")
-        for failure in failures:
+    if summary.failures:
+        console.print(f"[bold red]Failures ({len(summary.failures)}):[/]")
+        for failure in summary.failures:
             console.print(
-                f"  {failure['terminal']} request {failure['request']} "
-                f"({failure['request_id'] or 'never admitted'}, "
-                f"{_plural(failure['attempts'], 'attempt')}): "
-                f"{failure['error']}: {failure['message']}",
+                f"  {failure.terminal} request {failure.request} "
+                f"({failure.request_id or 'never admitted'}, "
+                f"{_plural(failure.attempts, 'attempt')}): "
+                f"{failure.error}: {failure.message}",
                 markup=False,
                 soft_wrap=True,
             )
-    simulator = summary["simulator"]
+    simulator = summary.simulator
     if simulator is not None:
-        outcomes = ", ".join(f"{k} {v}" for k, v in simulator["outcomes"].items())
+        outcomes = ", ".join(f"{k} {v}" for k, v in simulator.outcomes.items())
         console.print(
-            f"simulated provider: {simulator['requests']} HTTP requests ({outcomes})",
+            f"simulated provider: {simulator.requests} HTTP requests ({outcomes})",
             markup=False,
             soft_wrap=True,
         )
-    hop = summary.get("hop")
+    hop = summary.hop
     if hop is not None:
         print_hop(console, hop)
     console.print("[bold]manager.stats()[/]:")
-    console.print_json(data=summary["stats"])
-    totals = summary["totals"]
-    if hop is not None and not hop["ok"]:
-        console.print(f"[bold red]{hop['session']} did not complete its conversation.[/]")
-    if summary["ok"]:
-        console.print(f"[bold green]All {totals['expected']} requests completed.[/]")
+    console.print_json(data=summary.stats.model_dump(by_alias=True, mode="json"))
+    totals = summary.totals
+    if hop is not None and not hop.ok:
+        console.print(f"[bold red]{hop.session} did not complete its conversation.[/]")
+    if summary.ok:
+        console.print(f"[bold green]All {totals.expected} requests completed.[/]")
     else:
-        missing = totals["expected"] - totals["succeeded"]
-        console.print(f"[bold red]{missing} of {totals['expected']} requests did not complete.[/]")
+        missing = totals.expected - totals.succeeded
+        console.print(f"[bold red]{missing} of {totals.expected} requests did not complete.[/]")

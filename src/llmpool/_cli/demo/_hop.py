@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio
 
-from ._conversation import Conversation
-from ._manager import ConnectionManager
-from ._streams import stream_response
-from ._types import Priority
+from llmpool import ConnectionManager, Conversation, Priority, stream_response
 
-__all__ = ["HOP_INSTANCES", "HOP_SESSION", "HopTurn", "run_hop", "summarize_hop"]
+from ._options import HOP_SESSION
+from ._results import HopTurn
 
-HOP_SESSION: Final = "terminal-hop"
-HOP_INSTANCES: Final = ("east", "west")
+__all__ = ["SCRIPT_TURNS", "run_hop"]
+
 _TOOLS: Final[list[dict[str, Any]]] = [
     {
         "type": "function",
@@ -40,35 +37,8 @@ _SCRIPT: Final = (
     ("west", "And in Lyon tomorrow?", False),
     ("east", "Thanks. Summarise the forecast in one line.", False),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class HopTurn:
-    """One streamed request of the hopping terminal.
-
-    Attributes:
-        turn: the user turn it belongs to, from 1.
-        instance: ``"east"`` or ``"west"``.
-        ok: whether the stream completed.
-        text: the text streamed to the caller.
-        tool_calls: names of the tools the model called.
-        recovered: ``"rebuilt"`` / ``"retried"`` if the stream recovered, else ``None``.
-        reason: the recovered failure, or the error when ``ok`` is false.
-        attempts: stream attempts made.
-        processing_ms: the ``complete`` event's processing time, milliseconds.
-        duplicated: the text holds more than the one reply (never expected).
-    """
-
-    turn: int
-    instance: str
-    ok: bool
-    text: str
-    tool_calls: tuple[str, ...]
-    recovered: str | None
-    reason: str | None
-    attempts: int
-    processing_ms: float | None
-    duplicated: bool
+SCRIPT_TURNS: Final = len(_SCRIPT)
+"""User turns in the script: a complete hop has requests for each of them."""
 
 
 async def _stream_turn(
@@ -90,7 +60,11 @@ async def _stream_turn(
         include=["reasoning.encrypted_content"],
         **extra,
     )
-    text, calls, recovered, reason, processing = "", [], None, None, None
+    text = ""
+    calls: list[str] = []
+    recovered: Literal["rebuilt", "retried"] | None = None
+    reason: str | None = None
+    processing: float | None = None
     try:
         async with stream:
             async for event in stream:
@@ -101,34 +75,34 @@ async def _stream_turn(
                 elif event.type == "recovered":
                     recovered, reason = event.kind, event.reason
                 elif event.type == "complete":
-                    processing = event.processing_time_ms
+                    processing = round(event.processing_time_ms, 1)
     except Exception as exc:  # reported in the summary; the demo goes on
         return HopTurn(
-            turn,
-            instance,
-            False,
-            text,
-            tuple(calls),
-            recovered,
-            f"{type(exc).__name__}: {exc}",
-            stream.attempts,
-            None,
-            False,
+            turn=turn,
+            instance=instance,
+            ok=False,
+            text=text,
+            tool_calls=tuple(calls),
+            recovered=recovered,
+            reason=f"{type(exc).__name__}: {exc}",
+            attempts=stream.attempts,
+            processing_ms=None,
+            duplicated=False,
         )
     replies = [i for i in conversation.items if i.get("type") == "message"]
     last = replies[-1] if replies and replies[-1].get("role") == "assistant" else None
     expected = "" if last is None else "".join(p.get("text", "") for p in last["content"])
     return HopTurn(
-        turn,
-        instance,
-        True,
-        text,
-        tuple(calls),
-        recovered,
-        reason,
-        stream.attempts,
-        processing,
-        bool(text) and text != expected,
+        turn=turn,
+        instance=instance,
+        ok=True,
+        text=text,
+        tool_calls=tuple(calls),
+        recovered=recovered,
+        reason=reason,
+        attempts=stream.attempts,
+        processing_ms=processing,
+        duplicated=bool(text) and text != expected,
     )
 
 
@@ -138,11 +112,11 @@ async def run_hop(
     model: str,
     priority: Priority = Priority.NORMAL,
     pause: float = 0.0,
-) -> list[HopTurn]:
+) -> tuple[HopTurn, ...]:
     """Run the hopping terminal's script (see the module docstring).
 
     Args:
-        managers: a manager per instance name (``HOP_INSTANCES``).
+        managers: a manager per instance name (``_options.HOP_INSTANCES``).
         model: the model named in every request.
         priority: the terminal's priority.
         pause: seconds between two turns (a user reading).
@@ -170,32 +144,4 @@ async def run_hop(
             break
     # Round trip through JSON, as an application moving the conversation would.
     Conversation.from_json(conversation.to_json())
-    return results
-
-
-def summarize_hop(turns: list[HopTurn]) -> dict[str, Any]:
-    """The ``hop`` section of the demo's JSON summary."""
-    return {
-        "session": HOP_SESSION,
-        "ok": bool(turns)
-        and len({t.turn for t in turns}) == len(_SCRIPT)
-        and all(t.ok and not t.duplicated for t in turns),
-        "requests": len(turns),
-        "recoveries": sum(1 for t in turns if t.recovered == "rebuilt"),
-        "retries": sum(1 for t in turns if t.recovered == "retried"),
-        "turns": [
-            {
-                "turn": t.turn,
-                "instance": t.instance,
-                "ok": t.ok,
-                "text": t.text,
-                "tool_calls": list(t.tool_calls),
-                "recovered": t.recovered,
-                "reason": t.reason,
-                "attempts": t.attempts,
-                "processing_ms": None if t.processing_ms is None else round(t.processing_ms, 1),
-                "duplicated": t.duplicated,
-            }
-            for t in turns
-        ],
-    }
+    return tuple(results)

@@ -1,27 +1,35 @@
-"""The ``llmpool`` command line: ``llmpool demo`` (see ``docs/demo.md``).
+"""The ``demo`` subcommand: its options, and from them a ``DemoOptions`` to run.
 
-Only the standard library, llmpool's core and ``_demo`` are imported here; ``rich`` and the
-simulated provider are imported when the demo runs, and a missing one is reported with the
-extra to install.
+Only the standard library, llmpool's public API, ``llmpool._constants`` and the demo's own
+modules are imported here; ``rich`` and the simulated provider are imported when the demo runs
+(``_run``), and a missing one is reported with the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from . import _constants as C
-from . import _demo as demo
-from ._config import PoolConfig, RetryPolicy
-from ._types import Priority
+from llmpool import PoolConfig, Priority, RetryPolicy
+from llmpool import _constants as C
+from llmpool._cli._command import Command, UsageError
 
-__all__ = ["build_parser", "main"]
+from ._options import (
+    DEFAULT_FAULT_PLAN,
+    DEFAULT_MODEL,
+    DEFAULT_REQUESTS,
+    DEFAULT_SEED,
+    DEFAULT_STAGGER,
+    DEFAULT_TERMINALS,
+    DemoOptions,
+)
+from ._run import run_demo
+
+__all__ = ["COMMAND", "add_arguments", "options_from", "run"]
 
 _DEMO_DESCRIPTION = """\
 Many terminals, one connection manager: N terminals (sessions terminal-1 ...) each send M
@@ -72,31 +80,19 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``llmpool`` argument parser, with its ``demo`` subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="llmpool", description="llmpool: pooled, prioritised, retrying OpenAI clients."
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = commands.add_parser(
-        "demo",
-        help="many terminals through one ConnectionManager (simulated provider by default)",
-        description=_DEMO_DESCRIPTION,
-        epilog=_DEMO_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the demo's options to its parser (``llmpool demo --help`` lists them)."""
     run = p.add_argument_group("the run")
     run.add_argument(
-        "--terminals", type=_positive_int, default=demo.DEFAULT_TERMINALS, metavar="N",
+        "--terminals", type=_positive_int, default=DEFAULT_TERMINALS, metavar="N",
         help="terminals (sessions terminal-1 ... terminal-N) (default: %(default)s)",
     )  # fmt: skip
     run.add_argument(
-        "--requests", type=_positive_int, default=demo.DEFAULT_REQUESTS, metavar="M",
+        "--requests", type=_positive_int, default=DEFAULT_REQUESTS, metavar="M",
         help="requests per terminal, sent one after the other (default: %(default)s)",
     )  # fmt: skip
     run.add_argument(
-        "--stagger", type=_seconds, default=demo.DEFAULT_STAGGER, metavar="SECONDS",
+        "--stagger", type=_seconds, default=DEFAULT_STAGGER, metavar="SECONDS",
         help="seconds between two terminals' starts (default: %(default)s)",
     )  # fmt: skip
     run.add_argument(
@@ -108,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="responses.create or chat.completions.create (default: %(default)s)",
     )  # fmt: skip
     run.add_argument(
-        "--model", default=demo.DEFAULT_MODEL, help="model to request (default: %(default)s)"
+        "--model", default=DEFAULT_MODEL, help="model to request (default: %(default)s)"
     )
     run.add_argument(
         "--backend", choices=["asyncio", "trio"], default="asyncio",
@@ -156,15 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = p.add_argument_group("the simulated provider (ignored with a real endpoint)")
     sim.add_argument(
-        "--seed", type=int, default=demo.DEFAULT_SEED,
+        "--seed", type=int, default=DEFAULT_SEED,
         help="seed of the simulator's random faults and latencies (default: %(default)s)",
     )  # fmt: skip
     sim.add_argument(
-        "--latency-min", type=_seconds, default=demo.DEFAULT_FAULT_PLAN["latency_min"],
+        "--latency-min", type=_seconds, default=DEFAULT_FAULT_PLAN["latency_min"],
         metavar="SECONDS", help="shortest simulated service time (default: %(default)s)",
     )  # fmt: skip
     sim.add_argument(
-        "--latency-max", type=_seconds, default=demo.DEFAULT_FAULT_PLAN["latency_max"],
+        "--latency-max", type=_seconds, default=DEFAULT_FAULT_PLAN["latency_max"],
         metavar="SECONDS", help="longest simulated service time (default: %(default)s)",
     )  # fmt: skip
     sim.add_argument(
@@ -183,19 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
         "default faults, keeps --latency-*/--seed unless it sets them, "
         "e.g. '{\"error_rates\": {\"503\": 0.2}, \"drop_rate\": 0.05}'",
     )  # fmt: skip
-    return parser
 
 
-def _options(args: argparse.Namespace) -> demo.DemoOptions:
-    pool = PoolConfig(
-        pool_size=args.pool_size,
-        max_concurrency=args.max_concurrency,
-        queue_timeout=args.queue_timeout,
-        request_timeout=args.request_timeout,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
-    )
+def options_from(args: argparse.Namespace) -> DemoOptions:
+    """The ``DemoOptions`` of parsed ``llmpool demo`` arguments.
+
+    Raises:
+        UsageError: the pool options do not make a valid ``PoolConfig``.
+    """
+    try:
+        pool = PoolConfig(
+            pool_size=args.pool_size,
+            max_concurrency=args.max_concurrency,
+            queue_timeout=args.queue_timeout,
+            request_timeout=args.request_timeout,
+            retry=RetryPolicy(max_attempts=args.max_attempts),
+        )
+    except pydantic.ValidationError as exc:
+        raise UsageError(str(exc)) from exc
     plan: dict[str, Any] = {
-        **demo.DEFAULT_FAULT_PLAN,
+        **DEFAULT_FAULT_PLAN,
         "latency_min": args.latency_min,
         "latency_max": args.latency_max,
         "seed": args.seed,
@@ -204,7 +207,7 @@ def _options(args: argparse.Namespace) -> demo.DemoOptions:
         # A --fault-plan states the faults: it replaces the default ones, not adds to them.
         plan.update(error_rates={}, rate_limit_rate=0.0)
     plan.update(args.fault_plan or {})
-    return demo.DemoOptions(
+    return DemoOptions(
         terminals=args.terminals,
         requests=args.requests,
         stagger=args.stagger,
@@ -221,35 +224,23 @@ def _options(args: argparse.Namespace) -> demo.DemoOptions:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``llmpool`` command line.
+def run(args: argparse.Namespace) -> int:
+    """Run ``llmpool demo``: 0 if every request completed, 1 if one failed.
 
-    Args:
-        argv: the arguments after the program name; ``sys.argv[1:]`` by default.
-
-    Returns:
-        The exit status: 0 success, 1 some demo request failed, 2 a usage or setup error,
-        130 interrupted.
+    Raises:
+        UsageError: the pool options do not make a valid ``PoolConfig``.
+        SetupError: no API key for a real endpoint, or a fault plan the simulator rejects.
+        MissingExtraError: an extra the demo needs is not installed.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command != "demo":
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        options = _options(args)
-    except pydantic.ValidationError as exc:
-        parser.error(str(exc))  # exits with status 2
-    try:
-        return demo.run_demo(options)
-    except (demo.MissingExtraError, ValueError) as exc:
-        # ValueError covers a missing API key and an invalid --fault-plan (pydantic).
-        sys.stderr.write(f"llmpool demo: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("llmpool demo: interrupted\n")
-        return 130
+    return run_demo(options_from(args))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+COMMAND = Command(
+    name="demo",
+    help="many terminals through one ConnectionManager (simulated provider by default)",
+    description=_DEMO_DESCRIPTION,
+    epilog=_DEMO_EPILOG,
+    add_arguments=add_arguments,
+    run=run,
+)
+"""``llmpool demo``."""

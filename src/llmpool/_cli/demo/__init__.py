@@ -1,0 +1,26 @@
+"""``llmpool demo``: many terminals sharing one ``ConnectionManager``, shown live.
+
+N terminals (sessions ``terminal-1`` …) each send M requests in turn, with staggered starts and
+mixed priorities, all through one ``ConnectionManager``; ``terminal-hop`` streams a
+conversation that hops between two more instances. See ``docs/demo.md``.
+
+This package only re-exports. Imports point one way (each module imports only those above
+it); nothing here imports ``rich`` or the simulated provider until ``_run`` runs the demo:
+
+    _options     DemoOptions, the defaults, the terminals' names and priorities
+    _results     RequestResult, HopTurn, SimulatorSummary, DemoOutcome; the Observer
+    _hop         terminal-hop: the streamed conversation over two instances
+    _summary     the typed summary (DemoSummary, what --json prints) and summarize()
+    _drive       the terminals through one ConnectionManager; LiveStates (an instrument)
+    _report      rich: live progress, the table, the report (from a DemoSummary)
+    _run         run_demo(): extras, endpoint, simulators, output
+    _command     the subcommand: its options -> DemoOptions -> run_demo()
+
+The live display follows the running requests through an instrument (``_drive.LiveStates``,
+public ``llmpool.instrumentation`` events); the demo's only private imports are
+``llmpool._constants`` (the defaults) and ``llmpool._extras``.
+"""
+
+from ._command import COMMAND as COMMAND
+
+__all__ = ["COMMAND"]
