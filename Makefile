@@ -23,9 +23,11 @@ demo: $(STAMP)
 ## make test: ruff, mypy --strict on src/, pytest (asyncio and trio), the benchmarks' smoke run.
 test: lint typecheck pytest bench-smoke
 
+## Also the import layering (import-linter, [tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/lint-imports --no-cache
 
 ## Also checks tests/typing/ as a user would: --strict without the pydantic mypy plugin.
 typecheck: $(STAMP)

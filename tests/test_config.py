@@ -217,6 +217,7 @@ def test_exports_are_pinned() -> None:
         "InvalidSessionIdError",
         "LLMPoolError",
         "LatencyStats",
+        "Lease",
         "ManagerClosedError",
         "ManagerView",
         "ModelRateLimit",

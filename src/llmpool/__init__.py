@@ -1,25 +1,24 @@
 """llmpool: resilient, fair, fast access to OpenAI and OpenAI-compatible LLM APIs.
 
-This module only re-exports. Imports inside the package point one way (each module imports
-only those above it in this list):
+This module only re-exports. Imports inside the package point one way, layer by layer (a
+module imports only from its own layer or those below); ``make lint`` checks it with
+import-linter (``[tool.importlinter]`` in pyproject.toml; docs/design.md draws it):
 
-    _constants, _types, _errors      constants, closed sets, the error tree
-    _tokens, _headers, _redact       token estimates; HTTP header checks; log redaction (pure)
-    _config                          PoolConfig, RetryPolicy, RateLimitPolicy (pydantic)
-    _limits, _breaker, _retry        rate-limit budgets (token buckets); circuit breaker;
-                                     pure retry rules
-    _scheduler, _pool                slot scheduling with a budget gate; clients, cooldowns
-    _stats, _record, _request        snapshots; per-request records; one request's bookkeeping
-    _facade                          the SDK-shaped views and PooledStream
-    _manager                         ConnectionManager: composes all of the above
-    _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
-    _conversation                    Conversation: the local transcript (pydantic)
-    _stream_events, _stream_translate   the StreamEvent envelope; SDK events -> envelope
-    _recovery, _stream_params        when and how to rebuild; the SDK's typed parameters
-    _streams                         RecoveringStream over the façade
+    L0 vocabulary    _constants, _types, _errors, _extras (optional imports naming the extra)
+    L1 pure policy   _config, _tokens, _headers, _redact, _limits, _breaker, _retry,
+                     _compact, _sanitizer, _conversation, _recovery,
+                     _stream_events, _stream_translate
+    L2 seams         _hooks (the Instrument protocol and its event records)
+    L3 mechanics     _clock, _scheduler, _pool, _record, _request, _stats, _log,
+                     _lease, _outcomes, _health, _engine (the request path and leases)
+    L4 public faces  _facade (SDK-shaped views, PooledStream; imports the engine, never the
+                     manager), _manager (ConnectionManager: lifecycle, config, API),
+                     _stream_params, _streams (RecoveringStream)
 
-``llmpool.testing`` (the simulated provider) and the ``llmpool`` CLI need extras and are
-never imported from here.
+Subpackages sit on top and the core never imports them: ``llmpool.instrumentation``
+(events, logging, Prometheus and OpenTelemetry instruments), ``llmpool.testing`` (the
+simulated provider), the ``llmpool`` CLI (``_cli``); ``llmpool.server`` and ``llmpool.redis``
+come next. They need extras, imported only when used.
 """
 
 from ._config import ENV_VARS as ENV_VARS
@@ -45,6 +44,7 @@ from ._errors import RequestTooLargeError as RequestTooLargeError
 from ._errors import StreamInterruptedError as StreamInterruptedError
 from ._facade import ManagerView as ManagerView
 from ._facade import PooledStream as PooledStream
+from ._lease import Lease as Lease
 from ._manager import ConnectionManager as ConnectionManager
 from ._pool import ClientFactory as ClientFactory
 from ._record import AttemptRecord as AttemptRecord
@@ -95,6 +95,7 @@ __all__ = [
     "InvalidSessionIdError",
     "LLMPoolError",
     "LatencyStats",
+    "Lease",
     "ManagerClosedError",
     "ManagerView",
     "ModelRateLimit",

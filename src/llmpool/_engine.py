@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -39,6 +38,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from . import _constants as C
+from ._clock import loop_clock
 from ._config import CallOptions, PoolConfig
 from ._errors import (
     DeadlineExceededError,
@@ -50,25 +50,23 @@ from ._errors import (
 )
 from ._health import Health
 from ._hooks import (
-    AttemptFinished,
     AttemptStarted,
-    FirstChunk,
     Hooks,
-    RequestFinished,
     RequestQueued,
-    RetryScheduled,
 )
+from ._lease import Lease
 from ._log import LoggingInstrument
+from ._outcomes import Outcomes
 from ._pool import ClientPool, PooledClient, Upstream
-from ._record import CAPTURE, Capture, RequestRecord, annotate_error
+from ._record import CAPTURE
 from ._redact import Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueEvicted, QueueFull, Scheduler
 from ._stats import StatsRecorder
-from ._types import AttemptOutcome, Priority, PriorityLike
+from ._types import Priority, PriorityLike
 
-__all__ = ["Engine", "Lease", "Lifecycle", "loop_time"]
+__all__ = ["Engine", "Lifecycle"]
 
 T = TypeVar("T")
 
@@ -82,89 +80,6 @@ class Lifecycle(StrEnum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class Lease:
-    """One concurrency slot and one pooled client held until ``release``.
-
-    Built by the engine when an attempt that keeps its slot succeeds (an SDK stream opened,
-    ``ConnectionManager.lease`` granted). Released once: the slot goes to the next waiter,
-    the token estimate is settled with the usage seen, and the request's outcome is recorded
-    (``RequestFinished``). At shutdown, after the grace period, the engine aborts it:
-    ``abort`` (set by the holder) runs, or the holder's cancel scope is cancelled.
-    """
-
-    __slots__ = ("_engine", "_pooled", "abort", "client", "released", "request", "scope")
-
-    def __init__(
-        self, engine: Engine, request: Request, pooled: PooledClient, client: openai.AsyncOpenAI
-    ) -> None:
-        self._engine = engine
-        self._pooled = pooled
-        self.request = request
-        self.client = client
-        self.released = False
-        self.abort: Callable[[], Awaitable[None]] | None = None
-        self.scope: anyio.CancelScope | None = None
-
-    @property
-    def upstream(self) -> Upstream:
-        """The upstream of the held client."""
-        return self._pooled.upstream
-
-    def first_chunk(self) -> None:
-        """The stream on this lease handed its first event to the caller (``FirstChunk``)."""
-        self._engine.first_chunk(self.request)
-
-    def learn(self, headers: Mapping[str, str]) -> None:
-        """Take the rate limits of a response seen on ``client`` (its ``x-ratelimit-*``).
-
-        Calls made directly on the lease's client are not seen by llmpool; feeding their
-        headers here keeps the model's budget accurate for everyone else.
-        """
-        self._engine.learn(self._pooled.upstream, headers, self.request.model)
-
-    def record_usage(
-        self,
-        total_tokens: int,
-        *,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-    ) -> None:
-        """Report the tokens the lease's calls used so far (they settle its estimate).
-
-        Args:
-            total_tokens: tokens used in all (replaces what was reported before).
-            input_tokens: of which input (prompt) tokens, for instruments; optional.
-            output_tokens: of which output tokens, for instruments; optional.
-
-        Raises:
-            ValueError: a count is negative or not an int.
-        """
-        for name, value in (
-            ("total_tokens", total_tokens),
-            ("input_tokens", input_tokens),
-            ("output_tokens", output_tokens),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        request = self.request
-        request.used_tokens = total_tokens
-        if input_tokens is not None:
-            request.input_tokens = input_tokens
-        if output_tokens is not None:
-            request.output_tokens = output_tokens
-
-    @property
-    def request_id(self) -> str:
-        """Llmpool's id of the lease (``req_…``), as in its errors and events."""
-        return self.request.id
-
-    def release(self, exc: BaseException | None) -> None:
-        """Give the slot and client back and record how the work ended. Idempotent."""
-        if not self.released:
-            self.released = True
-            self._engine._release(self, self._pooled, exc)
 
 
 class Engine:
@@ -195,6 +110,7 @@ class Engine:
         self.logging = LoggingInstrument()
         self.stats = StatsRecorder()
         self.hooks = Hooks([self.logging, self.stats, *instruments], trusted=2)
+        self.outcomes = Outcomes(self.hooks, anyio.current_time)
         self.state = Lifecycle.NEW
         self.pool: ClientPool | None = None
         # Requests in progress, each with the scope shutdown cancels (None between two).
@@ -232,7 +148,7 @@ class Engine:
     def open(self) -> None:
         """Build the pool on the running event loop; admission opens."""
         self._scope = type(anyio.CancelScope())
-        self.now = _loop_clock()
+        self.now = self.outcomes.now = loop_clock()
         self.pool = ClientPool(
             [self._factory(i) for i in range(self.config.pool_size)],
             rate_limit=self.config.rate_limit,
@@ -327,7 +243,7 @@ class Engine:
         if self.state != Lifecycle.OPEN:
             reason = "not open yet" if self.state == Lifecycle.NEW else "closed"
             error = request.error(ManagerClosedError, f"the manager is {reason}", now)
-            self._finish(request, error)
+            self.outcomes.finish(request, error)
             raise error
         if tokens:
             self._check_fits(request)
@@ -347,7 +263,7 @@ class Engine:
                 tokens=request.tokens,
                 limit=largest,
             )
-            self._finish(request, error)
+            self.outcomes.finish(request, error)
             raise error
 
     def _gate(self, request: Request) -> float:
@@ -418,11 +334,11 @@ class Engine:
             else:
                 result = await self._within_deadline(request, fn, inject_session, keep_slot)
             if not keep_slot:
-                self._finish(request, None)
+                self.outcomes.finish(request, None)
             return result
         except BaseException as exc:
             if request.outcome is None:
-                self._finish(request, exc)
+                self.outcomes.finish(request, exc)
             raise
         finally:
             del self.active[request]
@@ -554,29 +470,12 @@ class Engine:
 
     def _before_sleep(self, request: Request, state: RetryCallState) -> None:
         decision = request.decision
-        self.retry_scheduled(
+        self.outcomes.retry_scheduled(
             request,
             state.upcoming_sleep,
             "" if decision is None else decision.reason,
             decision is not None and decision.cooldown,
         )
-
-    def retry_scheduled(self, request: Request, delay: float, reason: str, cooldown: bool) -> None:
-        """Report that ``request`` (or the recovering stream it opened) retries in ``delay`` s."""
-        hook = self.hooks.on_retry_scheduled
-        if hook is not None:
-            hook(
-                RetryScheduled(
-                    request.id,
-                    request.session_id,
-                    request.priority,
-                    request.model,
-                    request.attempts,
-                    delay,
-                    reason,
-                    cooldown,
-                )
-            )
 
     async def _attempt(
         self,
@@ -637,7 +536,7 @@ class Engine:
                     holds_slot = False
                 else:
                     request.read_usage(result)
-                    self._attempt_finished(request, pooled, "ok", None, None, self.now())
+                    self.outcomes.attempt_finished(request, pooled, "ok", None, None, self.now())
                 return result
             if self._cancelled_all:
                 raise self.closed_error(request)
@@ -648,7 +547,7 @@ class Engine:
             )
         except BaseException as exc:
             self.health.attempt_failed(request, pooled, exc)
-            self._end_attempt(request, exc, self.now())
+            self.outcomes.end_attempt(request, exc, self.now())
             raise
         finally:
             if retry_in_flight:
@@ -733,133 +632,22 @@ class Engine:
 
     # -- leases ----------------------------------------------------------------------------------
 
-    def _release(self, lease: Lease, pooled: PooledClient, exc: BaseException | None) -> None:
+    def lease_first_chunk(self, request: Request) -> None:
+        """A lease's stream handed its first event to the caller."""
+        self.outcomes.first_chunk(request)
+
+    def release_lease(self, lease: Lease, pooled: PooledClient, exc: BaseException | None) -> None:
         """Give back a lease's slot and client and record how it ended (called once)."""
         request = lease.request
         if exc is None and request.attempt_client is not None:
-            self._attempt_finished(request, pooled, "ok", None, None, self.now())
+            self.outcomes.attempt_finished(request, pooled, "ok", None, None, self.now())
         request.lease = None
         pooled.in_flight -= 1
         self._settle(request, pooled.upstream, refund=False)
         self.scheduler.release()
-        self._finish(request, exc)
+        self.outcomes.finish(request, exc)
         self.leases.discard(lease)
         self._wake_if_idle()
-
-    # -- outcomes --------------------------------------------------------------------------------
-
-    # A request whose ``capture.inner`` is set is an open of a recovering stream: its attempts
-    # are reported, but not its outcome; the stream reports one when it ends.
-
-    def _finish(self, request: Request, exc: BaseException | None) -> None:
-        """Record a request's one outcome: its record, its SDK error's note, the event."""
-        now = request.ended_at = self.now()
-        if exc is None:
-            request.outcome = "completed"
-        else:
-            self._end_attempt(request, exc, now)  # a lease's attempt ends with the lease
-            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-            request.outcome = "cancelled" if cancelled else "failed"
-            request.failure = type(exc).__name__
-        capture = request.capture
-        if capture is not None:
-            if capture.inner is not None:
-                return
-            record = request.record()
-            assert record is not None  # the outcome is set
-            capture.publish(record)
-        if exc is not None and isinstance(exc, openai.OpenAIError):
-            annotate_error(exc, request.id, request.attempts)  # propagates unchanged
-        hook = self.hooks.on_request_finished
-        if hook is not None:
-            hook(request.finished(exc))
-
-    def _end_attempt(self, request: Request, exc: BaseException, now: float) -> None:
-        """Close the request's open attempt, if any, with how ``exc`` ended it."""
-        pooled = request.attempt_client
-        if pooled is None:
-            return
-        outcome: AttemptOutcome = "error"
-        if isinstance(exc, anyio.get_cancelled_exc_class() | ManagerClosedError):
-            outcome = "cancelled"
-        elif isinstance(exc, RequestTimeoutError):
-            outcome = "timeout"
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        error = type(exc).__name__
-        self._attempt_finished(request, pooled, outcome, status, error, now)
-        request.end_attempt(now, outcome, status, error)
-
-    def _attempt_finished(
-        self,
-        request: Request,
-        pooled: PooledClient,
-        outcome: AttemptOutcome,
-        status: int | None,
-        error: str | None,
-        now: float,
-    ) -> None:
-        hook = self.hooks.on_attempt_finished
-        if hook is not None:
-            hook(
-                AttemptFinished(
-                    request.id,
-                    request.session_id,
-                    request.priority,
-                    request.model,
-                    request.attempts,
-                    pooled.upstream.label,
-                    pooled.index,
-                    outcome,
-                    status,
-                    error,
-                    now - request.attempt_started,
-                )
-            )
-
-    def end_attempt(self, request: Request, exc: BaseException, now: float) -> None:
-        """Mark ``request``'s last attempt failed by ``exc`` in its record (a stream saw it)."""
-        request.end_attempt(
-            now,
-            "error",
-            exc.status_code if isinstance(exc, openai.APIStatusError) else None,
-            type(exc).__name__,
-        )
-
-    def stream_finished(
-        self,
-        event: RequestFinished,
-        record: RequestRecord | None,
-        capture: Capture | None,
-        exc: BaseException | None,
-    ) -> None:
-        """A recovering stream's one outcome (its opens reported none; see ``_streams``)."""
-        if record is not None:
-            if capture is not None:
-                capture.publish(record)
-            if isinstance(exc, openai.OpenAIError):
-                annotate_error(exc, record.request_id, len(record.attempts))
-        hook = self.hooks.on_request_finished
-        if hook is not None:
-            hook(event)
-
-    def first_chunk(self, request: Request, started_at: float | None = None) -> None:
-        """A stream handed its first event to the caller (``FirstChunk``).
-
-        ``started_at``: when the stream started (a recovering stream's first open), on the
-        event loop's clock; default the request's submission.
-        """
-        hook = self.hooks.on_first_chunk
-        if hook is not None:
-            hook(
-                FirstChunk(
-                    request.id,
-                    request.session_id,
-                    request.priority,
-                    request.model,
-                    request.attempts,
-                    self.now() - (request.submitted_at if started_at is None else started_at),
-                )
-            )
 
 
 def _budget_key(request: Request) -> str | None:
@@ -879,30 +667,6 @@ def _apply(request: Request, options: CallOptions, now: float) -> None:
         request.deadline = now + options.deadline
     if options.admission is not None:
         request.admission = options.admission
-
-
-def _loop_clock() -> Callable[[], float]:
-    """The running event loop's clock, as ``anyio.current_time`` reads it.
-
-    Without anyio's per-call backend lookup: asyncio's ``loop.time`` or ``trio.current_time``
-    (trio's own clock, ``MockClock`` included); ``anyio.current_time`` elsewhere.
-    """
-    token = anyio.lowlevel.current_token().native_token
-    loop_time = getattr(token, "time", None)  # asyncio: the token is the loop
-    if callable(loop_time):
-        return cast(Callable[[], float], loop_time)
-    trio = sys.modules.get("trio")
-    if trio is not None and type(token).__module__.startswith("trio"):
-        return cast(Callable[[], float], trio.current_time)
-    return anyio.current_time
-
-
-def loop_time() -> float | None:
-    """The event loop's clock, or ``None`` when no event loop runs in this thread."""
-    try:
-        return anyio.current_time()
-    except Exception:  # sniffio.AsyncLibraryNotFoundError or a backend's "no loop" error
-        return None
 
 
 def _refused(request: Request) -> bool:

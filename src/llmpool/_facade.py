@@ -38,9 +38,10 @@ from typing_extensions import TypedDict, Unpack  # the SDK's TypedDicts are typi
 
 from . import _constants as C
 from ._config import CallOptions
-from ._engine import Engine, Lease
+from ._engine import Engine
 from ._errors import ManagerClosedError
 from ._headers import validate_extra_headers
+from ._lease import Lease
 from ._record import RequestRecord
 from ._tokens import estimate_tokens
 from ._types import Priority, PriorityLike

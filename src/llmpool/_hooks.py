@@ -187,7 +187,7 @@ class RequestFinished(NamedTuple):
     latency: float
     """Seconds from submission to the end."""
     status: int | None
-    """The last attempt's HTTP error status, if any."""
+    """The HTTP status of the API error the request failed with, else ``None``."""
     upstream: str | None
     """The label of the last attempt's upstream, if an attempt started."""
     server_address: str | None

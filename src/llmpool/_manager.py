@@ -17,9 +17,11 @@ from typing import Self, TypeVar
 import anyio
 import openai
 
+from ._clock import loop_time
 from ._config import Admission, CallOptions, PoolConfig, check_admission
-from ._engine import Engine, Lease, Lifecycle, loop_time
+from ._engine import Engine, Lifecycle
 from ._facade import ManagerView, PooledChat, PooledEmbeddings, PooledResponses
+from ._lease import Lease
 from ._limits import TokenBucket
 from ._pool import ClientFactory, ClientPool, Upstream, adapt_factory, default_client
 from ._request import validate_session_id

@@ -224,7 +224,7 @@ class Request:
             self.attempts,
             None if first is None else first - self.submitted_at,
             self.ended_at - self.submitted_at,
-            None if self.decision is None else self.decision.status,
+            None if self.decision is None or outcome == "completed" else self.decision.status,
             None if upstream is None else upstream.label,
             None if upstream is None else upstream.address,
             self.operation,

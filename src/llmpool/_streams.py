@@ -213,7 +213,7 @@ class RecoveringStream:
         stream saw an ``error`` event or a truncated answer.
         """
         request = upstream.request
-        self._view.engine.end_attempt(request, exc, request.ended_at)
+        self._view.engine.outcomes.mark_failed(request, exc, request.ended_at)
 
     def _finish(self, exc: BaseException | None, *, closed: bool = False) -> None:
         """Record how the stream ended, once: in ``stats()``, its record, capture blocks."""
@@ -260,7 +260,7 @@ class RecoveringStream:
                 latency=now - self._started_at,
                 stream=True,
             )
-            self._view.engine.stream_finished(event, self._record, self._capture, exc)
+            self._view.engine.outcomes.stream_finished(event, self._record, self._capture, exc)
 
     # -- before output: open, prime, retry, rebuild ---------------------------------------------
 
@@ -320,7 +320,7 @@ class RecoveringStream:
         self._upstream, self._translator = upstream, translator
         if not self._first_reported:
             self._first_reported = True
-            self._view.engine.first_chunk(upstream.request, self._started_at)
+            self._view.engine.outcomes.first_chunk(upstream.request, self._started_at)
         if self._failure is not None:
             reason, status = self._failure
             kind: Literal["rebuilt", "retried"] = "rebuilt" if self._rebuilt else "retried"
@@ -384,7 +384,7 @@ class RecoveringStream:
         reason = "" if self._failure is None else self._failure[0]
         if self._inner:
             decision = self._decision
-            self._view.engine.retry_scheduled(
+            self._view.engine.outcomes.retry_scheduled(
                 self._inner[-1],
                 state.upcoming_sleep,
                 reason,
