@@ -29,10 +29,12 @@ from llmpool import (
     RequestTimeoutError,
     RetryPolicy,
 )
+from llmpool._state import StateStores
 
 from .helpers import client_factory, status_error
+from .stores import Hub, SharedHealth
 
-BEHAVIOURS = ["ok", "slow", "flaky", "always-500", "auth", "hang", "hintless-429"]
+BEHAVIOURS = ["ok", "slow", "flaky", "always-500", "auth", "hang", "hintless-429", "cooling-429"]
 EXPECTED_ERRORS = {
     cls.__name__
     for cls in (
@@ -87,8 +89,13 @@ async def scenario(
     queue: int,
     unit: float,
     rate: tuple[int, int] | None = None,
+    store: str = "memory",
 ) -> dict[str, Any]:
-    """Run every spec through one manager; ``unit`` scales all durations (seconds)."""
+    """Run every spec through one manager; ``unit`` scales all durations (seconds).
+
+    ``store``: ``"memory"`` (the default stores) or ``"shared-wall"`` (a health store on the
+    wall clock, its cooldowns round-tripped through the clock seam, as a shared store's are).
+    """
     per_minute = 60.0 / unit
     limits = (
         RateLimitPolicy()
@@ -119,6 +126,10 @@ async def scenario(
                 await anyio.sleep(2 * unit)
             elif behaviour == "flaky" and calls[i] == 1:
                 raise status_error(503)
+            elif behaviour == "cooling-429" and calls[i] == 1:
+                # A hint of 2 units: the upstream cools down (through the health store).
+                ms = f"{2000 * unit:.0f}"
+                raise status_error(429, headers={"retry-after-ms": ms})
             elif behaviour == "hintless-429" and calls[i] <= 2:
                 raise status_error(429)  # no hint: opens the upstream's circuit
             elif behaviour == "always-500":
@@ -152,7 +163,9 @@ async def scenario(
         if scope.cancelled_caught:
             outcomes[i].append("cancelled")
 
-    async with ConnectionManager(config, client_factory=client_factory("http://x.test/v1")) as m:
+    stores = StateStores(health=SharedHealth(Hub())) if store == "shared-wall" else StateStores()
+    factory = client_factory("http://x.test/v1")
+    async with ConnectionManager(config, client_factory=factory, state=stores) as m:
         async with anyio.create_task_group() as tg:
             for i, spec in enumerate(requests):
                 tg.start_soon(caller, i, spec, m)
@@ -204,18 +217,21 @@ def test_nothing_lost_or_duplicated_virtual_time(
     check(requests, result)
 
 
+@pytest.mark.parametrize("store", ["memory", "shared-wall"])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=15)
 @given(requests=specs, concurrency=st.integers(1, 4), queue=st.integers(1, 30), rate=rates)
 def test_nothing_lost_or_duplicated_real_time(
     backend: str,
+    store: str,
     requests: list[Spec],
     concurrency: int,
     queue: int,
     rate: tuple[int, int] | None,
 ) -> None:
-    """On the real clock (1 unit = 5 ms), every request ends exactly once, on both backends."""
-    result = anyio.run(scenario, requests, concurrency, queue, 0.005, rate, backend=backend)
+    """On the real clock (1 unit = 5 ms), every request ends exactly once, on both backends,
+    with the in-memory stores and with a wall-clock health store behind the clock seam."""
+    result = anyio.run(scenario, requests, concurrency, queue, 0.005, rate, store, backend=backend)
     check(requests, result)
 
 

@@ -63,6 +63,7 @@ from ._redact import Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
 from ._scheduler import QueueEvicted, QueueFull, Scheduler
+from ._state import StateStores
 from ._stats import StatsRecorder
 from ._types import Priority, PriorityLike
 
@@ -90,6 +91,8 @@ class Engine:
         factory: builds the pool's clients on ``open``.
         instruments: the caller's instruments, registered after the built-in ones (logging,
             then ``stats()``).
+        state: where budgets, cooldowns, breakers and conversations live; in memory by
+            default.
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class Engine:
         config: PoolConfig,
         factory: Callable[[int], openai.AsyncOpenAI],
         instruments: Iterable[object] = (),
+        state: StateStores | None = None,
     ) -> None:
         self.config = config
+        self.stores = StateStores() if state is None else state
         self._factory = factory
         self.scheduler = Scheduler(
             max_concurrency=config.max_concurrency,
@@ -149,11 +154,13 @@ class Engine:
         """Build the pool on the running event loop; admission opens."""
         self._scope = type(anyio.CancelScope())
         self.now = self.outcomes.now = loop_clock()
-        self.pool = ClientPool(
+        self.pool = self.health.pool = ClientPool(
             [self._factory(i) for i in range(self.config.pool_size)],
             rate_limit=self.config.rate_limit,
             circuit=self.config.circuit,
             now=self.now(),
+            budgets=self.stores.budgets,
+            health=self.stores.health,
         )
         self.logging.redactor = Redactor.for_clients(p.client for p in self.pool.clients)
         self.state = Lifecycle.OPEN

@@ -37,7 +37,7 @@ class Health:
         retrying: the retry attempts in flight now.
     """
 
-    __slots__ = ("_active", "_hooks", "_now", "_retry", "_retrying", "_scheduler", "_seq")
+    __slots__ = ("_active", "_hooks", "_now", "_retry", "_retrying", "_scheduler", "_seq", "pool")
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class Health:
         self._now = now
         self._active = active
         self._retrying = retrying
+        self.pool: ClientPool | None = None  # the engine's, set on open
 
     def _circuit(
         self,
@@ -186,7 +187,8 @@ class Health:
         else:
             self.end_probe(request)  # cancelled or a local error: no news
         if decision.cooldown and decision.delay is not None:
-            ClientPool.cool_down(upstream, self._now() + decision.delay)
+            assert self.pool is not None  # set on open, before any attempt
+            self.pool.cool_down(upstream, self._now() + decision.delay)
             hook = self._hooks.on_cooldown_started
             if hook is not None:
                 hook(

@@ -25,6 +25,7 @@ from ._lease import Lease
 from ._limits import TokenBucket
 from ._pool import ClientFactory, ClientPool, Upstream, adapt_factory, default_client
 from ._request import validate_session_id
+from ._state import ClockSeam, StateStores
 from ._stats import ConnectionStats, LatencyStats, StatsRecorder, UpstreamLimitStats
 from ._types import Priority, PriorityLike
 
@@ -61,6 +62,10 @@ class ConnectionManager:
         instruments: objects receiving llmpool's events (``llmpool.instrumentation``):
             each defines some ``on_*`` hooks of ``Instrument``. Default none; more can be
             added with ``add_instrument``.
+        state: where rate-limit budgets, cooldowns and circuit breakers (and conversations,
+            for the server) live: ``StateStores`` of in-memory stores by default; a shared
+            store (``llmpool.redis``) spreads them over several processes. Stores with
+            background work run in the manager's task group while it is open.
 
     Raises:
         TypeError: ``client_factory`` has an unusable signature, or an instrument defines
@@ -74,10 +79,11 @@ class ConnectionManager:
         *,
         client_factory: ClientFactory | None = None,
         instruments: Iterable[object] = (),
+        state: StateStores | None = None,
     ) -> None:
         self.config = config if config is not None else PoolConfig()
         factory = default_client if client_factory is None else adapt_factory(client_factory)
-        self._engine = Engine(self.config, factory, instruments)
+        self._engine = Engine(self.config, factory, instruments, state)
         self._opened_at = time.monotonic()
         self._default_view = ManagerView(self._engine, Priority.NORMAL, None, None)
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -96,6 +102,12 @@ class ConnectionManager:
         await task_group.__aenter__()
         self._task_group = task_group
         engine.open()
+        seam = ClockSeam(engine.now)
+        stores = engine.stores
+        stores.budgets.attach(seam)
+        stores.health.attach(seam)
+        task_group.start_soon(stores.budgets.run, name="llmpool budget store")
+        task_group.start_soon(stores.health.run, name="llmpool health store")
         self._opened_at = time.monotonic()
         return self
 

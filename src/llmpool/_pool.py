@@ -21,6 +21,7 @@ import openai
 from ._breaker import CircuitBreaker
 from ._config import CircuitPolicy, RateLimitPolicy
 from ._limits import UpstreamLimits
+from ._state import BudgetStore, HealthStore, MemoryBudgets, MemoryHealth
 
 __all__ = ["ClientFactory", "ClientPool", "PooledClient", "adapt_factory", "default_client"]
 
@@ -119,9 +120,11 @@ class Upstream:
         policy: the rate-limit policy (configured limits, per model).
         circuit: the circuit-breaker policy; ``None`` or disabled: no breaker.
         address: the base URL's host, for instruments; default ``None``.
+        budgets: the budget store (``_state``); in memory by default.
+        health: the health store (cooldown, breaker); in memory by default.
     """
 
-    __slots__ = ("address", "breaker", "budgets", "cooldown_until", "label", "policy")
+    __slots__ = ("_store", "address", "budgets", "health", "label", "policy")
 
     def __init__(
         self,
@@ -130,25 +133,38 @@ class Upstream:
         circuit: CircuitPolicy | None = None,
         *,
         address: str | None = None,
+        budgets: BudgetStore | None = None,
+        health: HealthStore | None = None,
     ) -> None:
         self.label = label
         self.address = address  # the base URL's host (OpenTelemetry's server.address)
         self.policy = policy
-        self.cooldown_until = 0.0
-        self.budgets: dict[str | None, UpstreamLimits] = {}
-        self.breaker = CircuitBreaker(circuit) if circuit is not None and circuit.enabled else None
+        self._store = MemoryBudgets() if budgets is None else budgets
+        self.budgets = self._store.models(label)  # the store's live mapping, by model
+        self.health = (MemoryHealth() if health is None else health).view(label, circuit)
         # Configured limits are in stats() from the start; other models' budgets appear on use.
         if policy.requests_per_minute is not None or policy.tokens_per_minute is not None:
             self.budget(None)
         for model in policy.models:
             self.budget(model)
+        self.budgets = self._store.models(label)
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker (the health view's), or ``None`` when disabled."""
+        return self.health.breaker
+
+    @property
+    def cooldown_until(self) -> float:
+        """When the cooldown ends (event-loop clock, seconds); ``0.0`` for none."""
+        return self.health.cooldown_until
 
     def budget(self, model: str | None) -> UpstreamLimits:
         """The budgets of ``model`` here (created on first use, full)."""
         budget = self.budgets.get(model)
         if budget is None:
-            # A new bucket starts full whatever clock reading it is given.
-            budget = self.budgets[model] = UpstreamLimits(self.policy, 0.0, model)
+            budget = self._store.limits(self.label, model, self.policy)
+            self.budgets = self._store.models(self.label)
         return budget
 
     def wait_for(self, tokens: int, now: float, model: str | None = None) -> float:
@@ -157,30 +173,33 @@ class Upstream:
         The circuit breaker first (``inf`` while a half-open probe is out), then the cooldown,
         then the model's budgets.
         """
-        breaker = self.breaker
+        health = self.health
+        breaker = health.breaker
         if breaker is not None and not breaker.closed:
             wait = breaker.wait(now)
             if wait > 0.0:
                 return wait
         limits = self.budget(model)
-        cooling = self.cooldown_until - now
+        until = health.cooldown_until
+        cooling = until - now
         if cooling > 0.0:
-            return cooling + limits.wait_for(tokens, self.cooldown_until)
-        self.cooldown_until = 0.0  # over: forgotten, so idle() can skip the clock
+            return cooling + limits.wait_for(tokens, until)
+        health.cooldown_until = 0.0  # over: forgotten, so idle() can skip the clock
         return limits.wait_for(tokens, now) if limits.limited else 0.0
 
     def idle(self, model: str | None = None) -> bool:
         """No cooldown, circuit closed, no limits for ``model``: nothing to wait for."""
-        breaker = self.breaker
+        health = self.health
+        breaker = health.breaker
         return (
-            self.cooldown_until == 0.0
+            health.cooldown_until == 0.0
             and (breaker is None or breaker.closed)
             and not self.budget(model).limited
         )
 
     def cooling(self, now: float) -> bool:
         """Whether the upstream is in a cooldown at ``now`` (event-loop clock, seconds)."""
-        return now < self.cooldown_until
+        return now < self.health.cooldown_until
 
 
 class PooledClient:
@@ -213,6 +232,8 @@ class ClientPool:
         rate_limit: the rate-limit policy of every upstream; none by default.
         circuit: the circuit-breaker policy of every upstream; none by default.
         now: clock reading for the budgets, seconds.
+        budgets: where the upstreams' budgets live; in memory by default.
+        health: where their cooldowns and breakers live; in memory by default.
     """
 
     def __init__(
@@ -221,8 +242,13 @@ class ClientPool:
         rate_limit: RateLimitPolicy | None = None,
         circuit: CircuitPolicy | None = None,
         now: float = 0.0,
+        *,
+        budgets: BudgetStore | None = None,
+        health: HealthStore | None = None,
     ) -> None:
         policy = RateLimitPolicy() if rate_limit is None else rate_limit
+        budgets = MemoryBudgets() if budgets is None else budgets
+        self._health = MemoryHealth() if health is None else health
         upstreams: dict[str, Upstream] = {}
         self.clients: list[PooledClient] = []
         for index, client in enumerate(clients):
@@ -232,7 +258,12 @@ class ClientPool:
             upstream = upstreams.get(label)
             if upstream is None:
                 upstream = upstreams[label] = Upstream(
-                    label, policy, circuit, address=client.base_url.host or None
+                    label,
+                    policy,
+                    circuit,
+                    address=client.base_url.host or None,
+                    budgets=budgets,
+                    health=self._health,
                 )
             self.clients.append(PooledClient(index, client, upstream))
         self.upstreams = list(upstreams.values())
@@ -328,10 +359,15 @@ class ClientPool:
         """The earliest time (event-loop clock) at which some upstream stops cooling."""
         return min(upstream.cooldown_until for upstream in self.upstreams)
 
-    @staticmethod
-    def cool_down(upstream: Upstream, until: float) -> None:
-        """Hold back work for ``upstream`` until ``until`` (event-loop clock, seconds)."""
-        upstream.cooldown_until = max(upstream.cooldown_until, until)
+    def cool_down(self, upstream: Upstream, until: float) -> None:
+        """Hold back work for ``upstream`` until ``until`` (event-loop clock, seconds).
+
+        The health store is told (a shared one tells the other processes).
+        """
+        health = upstream.health
+        if until > health.cooldown_until:
+            health.cooldown_until = until
+            self._health.cooled(upstream.label, until)
 
     async def aclose(self) -> None:
         """Close every client (and its HTTP connection pool)."""

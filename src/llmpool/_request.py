@@ -207,12 +207,19 @@ class Request:
         if isinstance(model, str):
             self.response_model = model
 
-    def finished(self, exc: BaseException | None) -> RequestFinished:
-        """The ``RequestFinished`` event of this request (its outcome already set)."""
+    def finished(
+        self, exc: BaseException | None, outcome: RequestOutcome | None = None
+    ) -> RequestFinished:
+        """The ``RequestFinished`` event of this request.
+
+        ``outcome``: the one to report (a recovering stream's, built from its last open);
+        default the request's own, which must be set.
+        """
         first = self.first_attempt_at()
         upstream = self.current_upstream or self.last_upstream
-        outcome = self.outcome
-        assert outcome is not None  # set before the event is built
+        if outcome is None:
+            outcome = self.outcome
+        assert outcome is not None  # the request ended, or the caller says how
         return RequestFinished(
             self.id,
             self.session_id,

@@ -251,8 +251,7 @@ class RecoveringStream:
         # there, as a failure: it never reached the request path, so it is not in ``inner``.
         counted = len(inner) < self.attempts
         if inner and not counted:
-            event = last.finished(exc)._replace(
-                outcome=outcome,
+            event = last.finished(exc, outcome)._replace(
                 error=None if exc is None else type(exc).__name__,
                 exception=exc,
                 attempts=len(self._record.attempts) if self._record is not None else 0,
