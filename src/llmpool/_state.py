@@ -99,9 +99,7 @@ class BudgetStore(Protocol):
         ...
 
     def attach(self, seam: ClockSeam) -> None:
-        """The manager opens on this event loop: ``seam`` converts its clock (called once,
-        before any request and before ``run``).
-        """
+        """Take the seam that converts the loop clock (once, before any request and ``run``)."""
         ...
 
     async def run(self) -> None:
@@ -146,9 +144,7 @@ class HealthStore(Protocol):
         ...
 
     def attach(self, seam: ClockSeam) -> None:
-        """The manager opens on this event loop: ``seam`` converts its clock (called once,
-        before any request and before ``run``).
-        """
+        """Take the seam that converts the loop clock (once, before any request and ``run``)."""
         ...
 
     async def run(self) -> None:
