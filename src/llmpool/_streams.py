@@ -20,6 +20,10 @@ envelopes. Its rules:
 Opening a stream is already retried by the manager (5xx, 429, connection errors before the
 headers); those errors are not retried again here.
 
+The stream's phase is one ``StreamState`` (new, opening, reading, streaming, done, closed),
+moved only through the guarded transitions of ``_stream_decide``; what it does after a failed
+attempt (retry, rebuild, give up) is that module's pure ``decide``.
+
 In ``stats()`` a recovering stream is one request, counted once as its caller saw it. Each
 open is a façade request of its own, made with the context variable ``CAPTURE`` marking it
 (``Capture.inner``): the manager then neither counts nor publishes its outcome, and the stream
