@@ -7,7 +7,8 @@ import-linter (``[tool.importlinter]`` in pyproject.toml; docs/design.md draws i
     L0 vocabulary    _constants, _types, _errors, _extras (optional imports naming the extra)
     L1 pure policy   _config, _tokens, _headers, _redact, _limits, _breaker, _retry,
                      _compact, _sanitizer, _conversation, _recovery,
-                     _stream_events, _stream_translate
+                     _stream_events, _stream_translate, _stream_decide (a stream's
+                     state and what it does after a failure)
     L2 seams         _hooks (the Instrument protocol and its event records)
     L3 mechanics     _clock, _scheduler, _pool, _record, _request, _stats, _log,
                      _lease, _outcomes, _health, _engine (the request path and leases)

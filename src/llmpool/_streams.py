@@ -20,6 +20,10 @@ envelopes. Its rules:
 Opening a stream is already retried by the manager (5xx, 429, connection errors before the
 headers); those errors are not retried again here.
 
+The stream's phase is one ``StreamState`` (new, opening, reading, streaming, done, closed),
+moved only through the guarded transitions of ``_stream_decide``; what it does after a failed
+attempt (retry, rebuild, give up) is that module's pure ``decide``.
+
 In ``stats()`` a recovering stream is one request, counted once as its caller saw it. Each
 open is a façade request of its own, made with the context variable ``CAPTURE`` marking it
 (``Capture.inner``): the manager then neither counts nor publishes its outcome, and the stream
@@ -43,9 +47,10 @@ from ._conversation import Conversation
 from ._errors import StreamInterruptedError
 from ._facade import ManagerView, PooledStream
 from ._record import CAPTURE, AttemptRecord, Capture, RequestOutcome, RequestRecord
-from ._recovery import RecoveryPolicy, missing_reference, request_params
-from ._retry import RetryDecision, backoff_strategy, classify
+from ._recovery import RecoveryPolicy, request_params
+from ._retry import backoff_strategy
 from ._sanitizer import ConversationSanitizer
+from ._stream_decide import StreamDecision, StreamState, classify_stream, decide
 from ._stream_events import ErrorEvent, RecoveredEvent, StreamEvent
 from ._stream_params import ChatParams, ChatTurnParams, ResponseParams, ResponseTurnParams
 from ._stream_translate import ChatTranslator, ResponsesTranslator, StreamFailure, StreamTruncated
@@ -121,18 +126,13 @@ class RecoveringStream:
         self._pending: deque[StreamEvent] = deque()
         self._upstream: PooledStream[Any] | None = None
         self._translator: ResponsesTranslator | ChatTranslator | None = None
-        self._started = False
-        self._done = False
-        self._phase = "open"
-        self._rebuild: str | None = None  # the reason, while a rebuild is pending
-        self._rebuilt = False
-        self._failure: tuple[str, int | None] | None = None
-        self._decision: RetryDecision | None = None
+        self._state = StreamState.NEW  # moved only by _to (see _stream_decide.TRANSITIONS)
+        self._rebuilt = False  # the input is the whole transcript, rebuilt (every later attempt)
+        self._recovery: StreamDecision | None = None  # the last retry or rebuild decided
         self._started_at = 0.0
         self._inner: list[Request] = []  # the opens' requests, in order (see CAPTURE)
         self._capture: Capture | None = None
-        self._finished = False
-        self._first_reported = False
+        self._outcome: RequestOutcome | None = None  # as _finish recorded it, once
         self._record: RequestRecord | None = None
         self.attempts = 0
         self.recoveries = 0
@@ -161,17 +161,17 @@ class RecoveringStream:
     async def __anext__(self) -> StreamEvent:
         try:
             while not self._pending:
-                if self._done:
+                if self._state in (StreamState.DONE, StreamState.CLOSED):
                     raise StopAsyncIteration
-                if not self._started:
-                    self._started = True
+                if self._state is StreamState.NEW:
+                    self._to(StreamState.OPENING)
                     await self._start()
                 else:
                     await self._read_one()
         except StopAsyncIteration:
             raise
         except BaseException as exc:
-            self._done = True
+            self._to(StreamState.DONE)
             await self._release()  # shielded; the open's attempt ends before the record
             self._finish(exc)
             raise
@@ -194,10 +194,15 @@ class RecoveringStream:
         A stream closed after it started but before it ended (no ``complete`` or ``error``
         yet) counts as cancelled in ``stats()``.
         """
-        self._done = True
+        unused = self._state in (StreamState.NEW, StreamState.CLOSED)
+        self._to(StreamState.CLOSED if unused else StreamState.DONE)
         await self._release()
-        if self._started:
+        if not unused:
             self._finish(None, closed=True)
+
+    def _to(self, state: StreamState) -> None:
+        """Move to ``state``; ``RuntimeError`` if the move is not allowed (``StreamState.to``)."""
+        self._state = self._state.to(state)
 
     async def _release(self) -> None:
         upstream, self._upstream = self._upstream, None
@@ -217,15 +222,15 @@ class RecoveringStream:
 
     def _finish(self, exc: BaseException | None, *, closed: bool = False) -> None:
         """Record how the stream ended, once: in ``stats()``, its record, capture blocks."""
-        if self._finished:
+        if self._outcome is not None:
             return
-        self._finished = True
         now = anyio.current_time()
         outcome: RequestOutcome = "completed"
         if closed or isinstance(exc, anyio.get_cancelled_exc_class()):
             outcome = "cancelled"
         elif exc is not None:
             outcome = "failed"
+        self._outcome = outcome
         inner = self._inner
         if inner:
             attempts: list[AttemptRecord] = []
@@ -285,23 +290,24 @@ class RecoveringStream:
                 return
             if self._on_error == "raise":
                 raise
-            self._done = True
+            self._to(StreamState.DONE)
             self._pending.append(self._error_event(exc, getattr(exc, "code", None), None))
             self._finish(exc)
 
     async def _attempt(self) -> None:
-        self._phase = "open"
+        self._to(StreamState.OPENING)
         params = self._next_params()
         self.attempts += 1
         self.last_request = params
         upstream = await self._open(params)
-        self._phase = "read"
         translator: ResponsesTranslator | ChatTranslator = (
             ResponsesTranslator(self._started_at)
             if self._api == "responses"
             else ChatTranslator(self._started_at)
         )
         try:
+            # Inside the try: a move refused (closed meanwhile by another task) closes upstream.
+            self._to(StreamState.READING)
             events: list[StreamEvent] = []
             while not events:
                 try:
@@ -310,6 +316,7 @@ class RecoveringStream:
                     events = translator.finish()
                     break
                 events = translator.feed(event)
+            self._to(StreamState.STREAMING)  # once per stream: nothing restarts it
         except BaseException as exc:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
@@ -317,14 +324,14 @@ class RecoveringStream:
             self._failed_open(upstream, exc)
             raise
         self._upstream, self._translator = upstream, translator
-        if not self._first_reported:
-            self._first_reported = True
-            self._view.engine.outcomes.first_chunk(upstream.request, self._started_at)
-        if self._failure is not None:
-            reason, status = self._failure
+        self._view.engine.outcomes.first_chunk(upstream.request, self._started_at)
+        recovery = self._recovery
+        if recovery is not None:
             kind: Literal["rebuilt", "retried"] = "rebuilt" if self._rebuilt else "retried"
             self._pending.append(
-                RecoveredEvent(kind=kind, reason=reason, attempt=self.attempts, status=status)
+                RecoveredEvent(
+                    kind=kind, reason=recovery.reason, attempt=self.attempts, status=recovery.status
+                )
             )
         self._pending.extend(events)
         await self._complete_if_done()
@@ -342,61 +349,51 @@ class RecoveringStream:
         return stream
 
     def _should_retry(self, state: RetryCallState) -> bool:
+        """Tenacity's ``retry``: ``decide``, and on a retry or rebuild remember the decision."""
         outcome = state.outcome
         exc = None if outcome is None else outcome.exception()
-        if not isinstance(exc, Exception):
-            return False  # success, or cancellation: never retried
-        self._decision = None
-        lost = missing_reference(exc)
-        if lost is not None:
-            if self.recoveries >= self._policy.max_recoveries or not self._can_rebuild():
-                return False
-            self.recoveries += 1
-            self._rebuild = lost
-            self._failure = (lost, getattr(exc, "status_code", None))
-            return True
-        if self._phase == "open":
-            return False  # the manager already retried the open under the same policy
-        if isinstance(exc, StreamFailure):
-            transient = exc.code is None or exc.code in C.TRANSIENT_STREAM_ERROR_CODES
-            decision = RetryDecision(retry=transient, reason=f"stream error: {exc}")
-        elif isinstance(exc, StreamTruncated):
-            decision = RetryDecision(retry=True, reason=str(exc))
-        else:
-            decision = classify(exc, max_retry_after=self._retry.max_retry_after)
-        retries = self.attempts - self.recoveries
-        if not decision.retry or retries >= self._max_attempts:
+        if exc is None:
+            return False  # success
+        decision = decide(
+            exc,
+            state=self._state,
+            attempts=self.attempts,
+            recoveries=self.recoveries,
+            max_attempts=self._max_attempts,
+            max_recoveries=self._policy.max_recoveries,
+            can_rebuild=self._can_rebuild(),
+            max_retry_after=self._retry.max_retry_after,
+        )
+        if decision.action == "give_up":
             return False
-        self._decision = decision
-        self._failure = (f"{decision.reason}: {exc}", decision.status)
+        if decision.action == "rebuild":
+            self.recoveries += 1
+            self._rebuilt = True
+        self._recovery = decision
         return True
 
     def _wait(self, state: RetryCallState) -> float:
-        decision = self._decision
-        if decision is None:
-            return 0.0  # a rebuild is a different request: no reason to wait
-        if decision.delay is not None:
-            return decision.delay
+        """Tenacity's ``wait``: the decision's delay, else the backoff (seconds)."""
+        assert self._recovery is not None  # tenacity waits only after _should_retry said yes
+        if self._recovery.delay is not None:
+            return self._recovery.delay
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        reason = "" if self._failure is None else self._failure[0]
+        decision = self._recovery
+        assert decision is not None  # as in _wait
         if self._inner:
-            decision = self._decision
             self._view.engine.outcomes.retry_scheduled(
-                self._inner[-1],
-                state.upcoming_sleep,
-                reason,
-                decision is not None and decision.cooldown,
+                self._inner[-1], state.upcoming_sleep, decision.reason, decision.cooldown
             )
-        action = "rebuilding the input" if self._decision is None else "retrying"
+        action = "rebuilding the input" if decision.action == "rebuild" else "retrying"
         logger.info(
             "stream attempt %d failed before output (%s); %s in %.3fs",
             self.attempts,
-            reason,
+            decision.reason,
             action,
             state.upcoming_sleep,
-            extra={"llmpool_event": "stream_recovery", "reason": reason},
+            extra={"llmpool_event": "stream_recovery", "reason": decision.reason},
         )
 
     def _can_rebuild(self) -> bool:
@@ -405,9 +402,6 @@ class RecoveringStream:
         return self._conversation is not None or isinstance(self._params.get("input"), list)
 
     def _next_params(self) -> dict[str, Any]:
-        if self._rebuild is not None:
-            self._rebuild = None
-            self._rebuilt = True
         return request_params(
             self._api,
             self._params,
@@ -433,7 +427,7 @@ class RecoveringStream:
         except Exception as exc:
             if isinstance(exc, StreamFailure):
                 await _drain(upstream)
-            self._done = True
+            self._to(StreamState.DONE)
             await self._release()
             self._failed_open(upstream, exc)
             self._interrupted(exc, translator)
@@ -444,7 +438,7 @@ class RecoveringStream:
         self, exc: Exception, translator: ResponsesTranslator | ChatTranslator | None
     ) -> None:
         """End the stream: raise ``StreamInterruptedError``, or queue an ``ErrorEvent``."""
-        self._done = True
+        self._to(StreamState.DONE)
         request = self._inner[-1] if self._inner else None
         began = "after output began" if translator is not None else "before any output"
         text = "" if translator is None else translator.text
@@ -476,12 +470,7 @@ class RecoveringStream:
         translator: ResponsesTranslator | ChatTranslator | None,
     ) -> ErrorEvent:
         """The ``error`` event ending the stream (``on_error="event"``) for failure ``exc``."""
-        if isinstance(exc, StreamFailure):
-            retryable = exc.code is None or exc.code in C.TRANSIENT_STREAM_ERROR_CODES
-        elif isinstance(exc, StreamTruncated):
-            retryable = True
-        else:
-            retryable = classify(exc, max_retry_after=self._retry.max_retry_after).retry
+        retryable = classify_stream(exc, max_retry_after=self._retry.max_retry_after).retry
         return ErrorEvent(
             error=f"{type(exc).__name__}: {exc}",
             error_details=details,
@@ -500,7 +489,7 @@ class RecoveringStream:
         translator = self._translator
         if self._upstream is not None:
             await _drain(self._upstream)
-        self._done = True
+        self._to(StreamState.DONE)
         await self._release()
         conversation = self._conversation
         if translator is not None and conversation is not None and translator.final is not None:
