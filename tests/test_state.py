@@ -103,4 +103,3 @@ async def test_a_cooldown_reaches_the_other_manager_through_a_wall_clock_store()
         with pytest.raises(QueueTimeoutError):
             await b.run(fn("b", fail=False))
     assert sent == ["a"]  # B never sent its request into the cooldown
-

@@ -3,12 +3,13 @@ mypy --strict without the pydantic plugin (``make typecheck``)."""
 
 from __future__ import annotations
 
+from typing import assert_type
+
 import openai
 import pydantic
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ParsedChatCompletion
 from openai.types.responses import ParsedResponse
-from typing_extensions import assert_type
 
 import llmpool
 from llmpool.instrumentation import Instrument, RequestFinished
