@@ -337,7 +337,11 @@ class Engine:
             capture.inner.append(request)  # an open of a recovering stream, which records itself
         try:
             if request.deadline is None:
-                result = await self._with_retries(request, fn, inject_session, keep_slot)
+                # The first wait for a slot happens here, not deeper: a queued request is
+                # then three coroutine frames (run, execute, _queue) on top of the scheduler.
+                if not self.scheduler.try_acquire(request):
+                    await self._queue(request)
+                result = await self._with_retries(request, fn, inject_session, keep_slot, True)
             else:
                 result = await self._within_deadline(request, fn, inject_session, keep_slot)
             if not keep_slot:
@@ -415,9 +419,10 @@ class Engine:
         fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
         inject_session: bool,
         keep_slot: bool,
+        acquired: bool = False,
     ) -> T:
         try:
-            return await self._attempt(request, fn, inject_session, keep_slot)
+            return await self._attempt(request, fn, inject_session, keep_slot, acquired)
         except Exception as exc:
             decision = request.decision
             if decision is None or not decision.retry or request.max_attempts < 2:
@@ -490,16 +495,10 @@ class Engine:
         fn: Callable[[openai.AsyncOpenAI], Awaitable[T]],
         inject_session: bool,
         keep_slot: bool,
+        acquired: bool = False,
     ) -> T:
-        try:
-            await self._acquire(request)
-        except BaseException as exc:
-            request.decision = classify(exc)
-            if request.ticket is not None:  # granted with budget, then cancelled
-                request.ticket.budget(request.model).refund(request.tokens, self.now())
-                request.ticket = None
-            self.health.end_probe(request)
-            raise
+        if not acquired and not self.scheduler.try_acquire(request):
+            await self._queue(request)
         pooled: PooledClient | None = None
         holds_slot = True
         succeeded = False
@@ -569,10 +568,17 @@ class Engine:
                     self._settle(request, pooled.upstream, refund=refused)
                 self.scheduler.release()
 
-    async def _acquire(self, request: Request) -> None:
-        scheduler = self.scheduler
-        retry = request.attempts > 0
-        if not scheduler.try_acquire(request):
+    async def _queue(self, request: Request) -> None:
+        """Wait in the queue for a slot and budget (``try_acquire`` found none).
+
+        Raises:
+            QueueFullError: refused or evicted (see ``ConnectionManager.run``).
+            QueueTimeoutError: no grant within ``queue_timeout``.
+            ManagerClosedError: shutdown cancelled the wait.
+        """
+        try:
+            scheduler = self.scheduler
+            retry = request.attempts > 0
             if not retry:
                 hook = self.hooks.on_request_queued
                 if hook is not None:
@@ -626,6 +632,13 @@ class Engine:
                     f"no slot and budget within queue_timeout={request.queue_timeout}s",
                     self.now(),
                 )
+        except BaseException as exc:
+            request.decision = classify(exc)
+            if request.ticket is not None:  # granted with budget, then cancelled
+                request.ticket.budget(request.model).refund(request.tokens, self.now())
+                request.ticket = None
+            self.health.end_probe(request)
+            raise
 
     def _pick(self, request: Request) -> PooledClient:
         """The least busy client of the upstream whose budget the grant reserved."""
