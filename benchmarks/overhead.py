@@ -3,13 +3,15 @@
 A throughput grid over loopback cannot resolve a few per cent of CPU on a shared machine
 (see NOTES.md). This measures the difference directly, in one process:
 
-- four variants per cell, all on the same ``mock.CannedTransport`` (no sockets):
+- four variants per cell (five at C=1), all on the same ``mock.CannedTransport`` (no sockets):
   ``transport`` (the transport alone: ``handle_async_request`` and its body read to the end),
   ``sdk`` (a raw ``openai.AsyncOpenAI(max_retries=0, http_client=httpx2.AsyncClient(
   transport=...))``), ``llmpool`` (the façade of ``ConnectionManager(PoolConfig(pool_size=1,
   max_concurrency=C))`` whose factory builds the same client) and ``llmpool-run``
   (``manager.run(fn)`` with ``fn`` making the SDK call: it splits llmpool's cost between
-  ``run`` and the façade), each making the same call with the same parameters;
+  ``run`` and the façade), each making the same call with the same parameters; at C=1 also
+  ``sdk-again``, a second raw client: the A/A control, which shows what the method reads
+  when there is no difference (its interval is the resolution);
 - cells: ``responses.create`` and ``chat.completions.create``, JSON and ``stream=True`` read to
   the end, at C=1 (sequential) and C>1 (that many tasks sharing the batch), plus
   ``run(no-op)`` (``manager.run(fn)`` against ``await fn(client)``);
@@ -220,6 +222,10 @@ async def _open_cells(
                     "llmpool": (call, manager),
                     "llmpool-run": (_run_of(call), manager),
                 }
+                if concurrency == 1:  # the null control: a second raw client, same calls
+                    again = _client(transport)
+                    stack.push_async_callback(again.close)
+                    variants["sdk-again"] = (call, again)
                 cells.append(Cell(api, stream, concurrency, variants, expected_events(api, stream)))
     transport = mock.CannedTransport("responses", stream=False)  # never called: fn is a no-op
     client = _client(transport)
@@ -281,7 +287,7 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "cells": {cell.key: summarize(cell) for cell in cells},
         "transport_requests": sum(sent),
         "expected_transport_requests": alternations
-        * sum(4 * c.requests for c in cells if c.api != "run"),
+        * sum(len(c.variants) * c.requests for c in cells if c.api != "run"),
         "events_wrong": events_wrong,
     }
 
@@ -318,6 +324,11 @@ def summarize(cell: Cell) -> dict[str, Any]:
         out["facade_added_us"] = median_interval(
             [b - r for r, b in zip(through_run, pooled, strict=True)]
         )
+    again = cell.samples.get("sdk-again")
+    if again is not None:  # A/A: what the method reads when there is nothing to find
+        null = [b - a for a, b in zip(sdk, again, strict=True)]
+        out["null_us"] = median_interval(null)
+        out["null_fraction"] = median_interval([d / o for d, o in zip(null, own, strict=True)])
     return out
 
 

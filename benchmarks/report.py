@@ -476,7 +476,9 @@ def _overhead_section(overhead: dict[str, Any]) -> list[str]:
         "`ConnectionManager(PoolConfig(pool_size=1, max_concurrency=C))` whose factory builds "
         "that client; `llmpool-run` = `manager.run(fn)` with `fn` making the SDK call, which "
         "splits llmpool's cost between `run()` and the façade; `transport` = the mock alone, "
-        "subtracted to give the SDK's own cost. JSON = `responses.create` / "
+        "subtracted to give the SDK's own cost; at C=1 `sdk-again`, a second raw client: the "
+        "A/A control (sdk-again - sdk over the SDK's own), which reads what the method finds "
+        "when there is nothing to find. JSON = `responses.create` / "
         "`chat.completions.create`; stream = `stream=True` read to the end.",
         "",
         "Method: one client process per backend; each batch is N requests (calibrated so "
@@ -497,8 +499,8 @@ def _overhead_section(overhead: dict[str, Any]) -> list[str]:
             f"### {backend}",
             "",
             "| cell | C | SDK µs/req | SDK's own µs/req | llmpool adds µs/req [95 %] | of the"
-            " SDK's own [95 %] | run() part µs | façade part µs | result |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            " SDK's own [95 %] | run() part µs | façade part µs | A/A control [95 %] | result |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for c in cells:
             if c["api"] == "run":
@@ -510,7 +512,7 @@ def _overhead_section(overhead: dict[str, Any]) -> list[str]:
                     word = f"**miss** (<= {RUN_TARGET_US:g} µs)"
                 out.append(
                     f"| run(no-op), against `await fn(client)` | 1 | {c['sdk_us']['median']:.1f}"
-                    f" | | {_us(c['added_us'])} | | | | {word} |"
+                    f" | | {_us(c['added_us'])} | | | | | {word} |"
                 )
                 continue
             word = overhead_verdict(c["fraction"])
@@ -519,6 +521,8 @@ def _overhead_section(overhead: dict[str, Any]) -> list[str]:
                 f"{c['sdk_own_us']['median']:.1f} | {_us(c['added_us'])} | "
                 f"{_pct(c['fraction'])} | {c['run_added_us']['median']:.1f} | "
                 f"{c['facade_added_us']['median']:.1f} | "
+                + (_pct(c["null_fraction"]) if "null_fraction" in c else "")
+                + " | "
                 + (word if word == "pass" else f"**{word}**")
                 + " |"
             )
