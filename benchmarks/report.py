@@ -381,9 +381,11 @@ def markdown(doc: dict[str, Any], *, results_path: str, chart_path: str | None) 
 _REPRODUCE = """
 ```sh
 make bench                                  # installs the bench extra + LiteLLM, full run
-.venv/bin/python -m benchmarks --quick      # one repeat, shorter storm (~5 min)
+.venv/bin/python -m benchmarks --quick      # one repeat, shorter storm (~8 min)
 .venv/bin/python -m benchmarks --smoke      # seconds; part of `make test`, asserts no timing
 .venv/bin/python -m benchmarks --scenario storm --duration 20
+.venv/bin/python -m benchmarks --scenario overhead --alternations 60   # narrower intervals
+.venv/bin/python -m benchmarks.sampler responses stream   # where llmpool's CPU goes, in situ
 .venv/bin/python -m benchmarks --from-results benchmarks/results/full.json   # re-render docs
 ```
 
@@ -401,7 +403,10 @@ repeating one chat completion (JSON, or a stream of 5 chunks read to the end), a
 `/latency_ms=L/v1` (the upstream waits L ms before answering). After a warm-up, a window
 opens: requests completing inside it count; client CPU is `resource.getrusage(RUSAGE_SELF)`
 at its edges, upstream CPU likewise in the server. Runs are interleaved (repeat -> cell ->
-variant); the tables show medians over repeats and ratios to `raw` from the same run.
+variant, the variants in the order of a balanced Latin square row that changes per repeat);
+the tables show medians over repeats and ratios to `raw` from the same run. The grid cannot
+resolve a few per cent of CPU (see the findings); llmpool's own cost is measured by the
+`overhead` scenario, described in its section, in one process without sockets.
 """
 
 
