@@ -53,12 +53,6 @@ from .design import balanced_order, iqr, median_interval
 Call = Callable[[Any], Awaitable[int]]
 """One request against a target (a client, a manager or a transport); returns events read."""
 
-TARGET_FRACTION: Final = 0.02
-"""The issue's target: llmpool adds at most 2 % of the SDK's own CPU per request."""
-
-RUN_TARGET_US: Final = 17.0
-"""``run(no-op)`` CPU per call on asyncio, before this benchmark (NOTES.md): not to grow."""
-
 BASE_URL: Final = "http://canned.invalid/v1"  # never resolved: the transport answers
 PROMPT: Final = "Say hello."
 
