@@ -2,8 +2,10 @@
 
 The upstream is pinned to one core and every client process to another
 (``os.sched_setaffinity``), so the client's CPU time is its own. Throughput runs are
-interleaved (for each repeat, every cell, every variant) so slow drift of the machine bills all
-variants alike; medians are taken over repeats, and ratios to ``raw`` come from the same run.
+interleaved (for each repeat, every cell, every variant, in an order that changes per repeat)
+so slow drift of the machine bills all variants alike; medians are taken over repeats, and
+ratios to ``raw`` come from the same run. The ``overhead`` scenario needs no upstream: one
+client process per backend runs its own interleaved A/B (see ``overhead.py``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .clients import VARIANTS, litellm_available
+from .design import balanced_order
 
 ROOT = Path(__file__).resolve().parent.parent  # subprocesses run here: `-m benchmarks.*`
 
-SCENARIOS = ("throughput", "scheduler", "memory", "storm", "hintless", "priority")
+SCENARIOS = ("throughput", "overhead", "scheduler", "memory", "storm", "hintless", "priority")
 """Scenario names, in run order (``--scenario NAME`` picks some)."""
 
 
@@ -46,6 +49,11 @@ class Settings:
     priority_seconds: float
     hintless_seconds: float = 5.0  # the hintless 429 storm's length
     hintless_callers: int = 30
+    overhead_alternations: int = 30  # A/B rounds of the overhead scenario
+    overhead_batch_seconds: float = 0.12  # CPU seconds of its slowest variant's batch
+    overhead_warmup: int = 100  # requests per variant before calibration
+    overhead_concurrencies: tuple[int, ...] = (1, 16)
+    overhead_backends: tuple[str, ...] = ("asyncio", "trio")
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:
@@ -65,6 +73,10 @@ class Settings:
                 priority_seconds=1.0,
                 hintless_seconds=1.0,
                 hintless_callers=10,
+                overhead_alternations=2,
+                overhead_batch_seconds=0.0,  # one request (C per concurrent batch)
+                overhead_warmup=2,
+                overhead_concurrencies=(1, 4),
             )
         if mode == "quick":
             return cls(
@@ -80,10 +92,12 @@ class Settings:
                 storm_seconds=10.0,
                 storm_modes=("configured", "learned"),
                 priority_seconds=5.0,
+                overhead_alternations=20,
+                overhead_batch_seconds=0.08,
             )
         return cls(
             mode="full",
-            repeats=3,
+            repeats=5,
             warmup=0.5,
             duration=1.5,
             concurrencies=(16, 64),
@@ -162,10 +176,10 @@ def run_throughput(
         _cell_key(*cell): {v: [] for v in variants} for cell in cells
     }
     for repeat in range(settings.repeats):
-        # Rotate the order per repeat: the first variant of a cell must not always be the
-        # same one (it meets the server's warm-up and the machine's drift first).
-        shift = repeat % len(variants)
-        order = variants[shift:] + variants[:shift]
+        # A new order per repeat (a balanced Latin square's row): the first variant of a cell
+        # must not always be the same one (it meets the server's warm-up and the machine's
+        # drift first), nor one variant always run right after another.
+        order = balanced_order(variants, repeat)
         for api, concurrency, latency in cells:
             for variant in order:
                 spec = {
@@ -206,6 +220,32 @@ def run_throughput(
         "skipped": {v: "litellm is not installed (make bench installs it)" for v in skipped},
         "cells": cells_out,
     }
+
+
+def run_overhead(settings: Settings, client_cpu: int | None, log: Any) -> dict[str, Any]:
+    """llmpool's added CPU per request over the raw SDK: one client process per backend."""
+    runs: dict[str, Any] = {}
+    for backend in settings.overhead_backends:
+        result = runs[backend] = measure(
+            {
+                "kind": "overhead",
+                "backend": backend,
+                "alternations": settings.overhead_alternations,
+                "batch_seconds": settings.overhead_batch_seconds,
+                "warmup_requests": settings.overhead_warmup,
+                "concurrencies": list(settings.overhead_concurrencies),
+                "cpu": client_cpu,
+            }
+        )
+        for key, cell in result["cells"].items():
+            added = cell["added_us"]
+            share = cell.get("fraction")
+            log(
+                f"  overhead {backend} {key:22s} sdk {cell['sdk_us']['median']:7.1f} µs,"
+                f" llmpool {added['median']:+7.1f} µs [{added['lo']:.1f}, {added['hi']:.1f}]"
+                + ("" if share is None else f" = {share['median']:.1%} of the SDK's own")
+            )
+    return {"runs": runs}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,6 +290,8 @@ def _run_one(
 ) -> dict[str, Any]:
     if name == "throughput":
         return run_throughput(settings, root, client_cpu, log)
+    if name == "overhead":
+        return run_overhead(settings, client_cpu, log)
     if name == "scheduler":
         return measure(
             {

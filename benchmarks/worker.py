@@ -3,7 +3,8 @@
 Each run gets its own process, pinned to the client core, so one variant's garbage, imports and
 connection pools never bill another. The process prints one JSON object (the result) on its
 last stdout line. Kinds: ``load`` (closed-loop throughput/CPU/latency of one client variant),
-``scheduler``, ``memory`` (see ``micro.py``), ``storm`` and ``priority`` (see ``openloop.py``).
+``scheduler``, ``memory`` (see ``micro.py``), ``storm``, ``priority`` and ``hintless`` (see
+``openloop.py``), ``overhead`` (see ``overhead.py``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ def main() -> None:
         from . import openloop
 
         result = openloop.run(kind, spec)
+    elif kind == "overhead":
+        from . import overhead
+
+        result = overhead.run(spec)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print(json.dumps(result), flush=True)
