@@ -102,6 +102,32 @@ _RATELIMIT_PREFIXES: Final = (
 )
 
 
+_RAW_PREFIXES: Final = tuple(prefix.encode() for prefix in _RATELIMIT_PREFIXES)
+
+
+def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers (and their gateway forms), names lowercased, in one pass.
+
+    An HTTP response's headers are read once instead of once per looked-up name (an
+    ``httpx2.Headers`` lookup scans every header): through their raw ``(name, value)`` byte
+    pairs when they have them, else as a mapping.
+    """
+    raw = getattr(headers, "raw", None)
+    found: dict[str, str] = {}
+    if isinstance(raw, list):
+        for name, value in raw:
+            if isinstance(name, bytes) and isinstance(value, bytes):
+                lowered = name.lower()
+                if lowered.startswith(_RAW_PREFIXES):
+                    found[lowered.decode("latin-1")] = value.decode("latin-1")
+        return found
+    for name, text in headers.items():
+        lowered_name = name.lower()
+        if lowered_name.startswith(_RATELIMIT_PREFIXES):
+            found[lowered_name] = text
+    return found
+
+
 def has_ratelimit_headers(headers: Mapping[str, str]) -> bool:
     """Whether any ``x-ratelimit-*`` header (or its gateway form) was sent."""
     return any(
@@ -242,6 +268,9 @@ class UpstreamLimits:
         it). Returns whether any header was understood.
         """
         if not self.policy.learn_from_headers:
+            return False
+        headers = ratelimit_headers(headers)
+        if not headers:
             return False
         seen = False
         for kind in ("requests", "tokens"):
