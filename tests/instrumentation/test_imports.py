@@ -31,8 +31,9 @@ def test_instrumentation_package_loads_no_extra() -> None:
     ("module", "blocked", "extra"),
     [
         ("llmpool.instrumentation.prometheus", "prometheus_client", "prometheus"),
+        ("llmpool.instrumentation.opentelemetry", "opentelemetry", "otel"),
     ],
-    ids=["prometheus"],
+    ids=["prometheus", "otel"],
 )
 def test_missing_extra_is_named(module: str, blocked: str, extra: str) -> None:
     """Without its dependency, importing an instrument's module raises MissingExtraError
