@@ -29,7 +29,14 @@ def run_example(name: str) -> str:
 
 def test_every_example_is_tested() -> None:
     """A new script in examples/ needs a test here."""
-    tested = {"basic.py", "streaming.py", "custom_factory.py", "multi_server.py", "batch.py"}
+    tested = {
+        "basic.py",
+        "streaming.py",
+        "custom_factory.py",
+        "multi_server.py",
+        "batch.py",
+        "prometheus.py",
+    }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 

@@ -7,7 +7,14 @@ listens to costs one attribute check and builds no record.
 
 ``LoggingInstrument`` is how the ``llmpool`` logger's records are made (every manager has
 one). The Prometheus and OpenTelemetry instruments need their extras and are imported from
-their own modules.
+their own modules, which this package does not import (so ``import llmpool.instrumentation``
+loads neither ``prometheus_client`` nor ``opentelemetry``):
+
+- ``from llmpool.instrumentation.prometheus import PrometheusInstrument`` (extra
+  ``prometheus``: ``pip install 'llmpool[prometheus]'``);
+- ``from llmpool.instrumentation.opentelemetry import OpenTelemetryInstrument`` (extra
+  ``otel``: ``pip install 'llmpool[otel]'``), the OpenTelemetry GenAI client metrics and one
+  span per request.
 """
 
 from llmpool._hooks import HOOK_NAMES as HOOK_NAMES
