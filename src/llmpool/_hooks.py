@@ -10,8 +10,10 @@ event nobody listens to costs the engine one attribute check and builds no recor
 Events of one request arrive in order: ``RequestQueued`` (only when it waits), then per
 attempt ``AttemptStarted`` ... ``AttemptFinished`` (a failed one possibly followed by
 ``RetryScheduled`` or ``RetryRefused``), ``FirstChunk`` for a stream, and ``RequestFinished``
-last, exactly once. ``CooldownStarted`` and ``CircuitChanged`` describe an upstream and name
-the request whose answer caused them. Times are seconds on the event loop's clock
+last, exactly once. A recovering stream that reopens gives each open its own request id:
+an open it replaced ends with a ``RequestFinished`` marked ``superseded``.
+``CooldownStarted`` and ``CircuitChanged`` describe an upstream and name the request whose
+answer caused them. Times are seconds on the event loop's clock
 (durations only: no absolute timestamps).
 
 An instrument that raises is removed (the error is logged on the ``llmpool`` logger with its
@@ -202,6 +204,11 @@ class RequestFinished(NamedTuple):
     total_tokens: int | None
     response_model: str | None
     """The model the API says answered, when seen."""
+    superseded: bool = False
+    """``True`` for an open of a recovering stream that failed before any output and was
+    retried or rebuilt as another request: not the stream's end (``stats()`` and the logs
+    skip it; the stream's own ``RequestFinished`` follows), but the end of this id's events,
+    so per-request state kept by an instrument can be dropped."""
 
 
 Event: TypeAlias = (

@@ -182,6 +182,8 @@ class LoggingInstrument(Instrument):
 
     def on_request_finished(self, event: RequestFinished) -> None:
         """``completed``/``cancelled`` (DEBUG) or ``failed`` (WARNING, with ``error``)."""
+        if event.superseded:
+            return  # the stream logs its own end (and ``stream_recovery`` said why)
         outcome = event.outcome
         level = _WARNING if outcome == "failed" else _DEBUG
         if not logger.isEnabledFor(level):

@@ -148,6 +148,13 @@ class Outcomes:
         if hook is not None:
             hook(event)
 
+    def superseded(self, request: Request, exc: BaseException | None) -> None:
+        """A recovering stream replaces ``request`` (an open that failed before output)."""
+        hook = self.hooks.on_request_finished
+        if hook is not None:
+            outcome = request.outcome or "failed"
+            hook(request.finished(exc, outcome)._replace(superseded=True))
+
     def first_chunk(self, request: Request, started_at: float | None = None) -> None:
         """A stream handed its first event to the caller (``FirstChunk``).
 

@@ -142,6 +142,8 @@ class StatsRecorder(Instrument):
 
     def on_request_finished(self, event: RequestFinished) -> None:
         """Count the request's outcome; keep its latency and queue wait."""
+        if event.superseded:
+            return  # a recovering stream's replaced open: the stream counts once
         outcome = event.outcome
         if outcome == "completed":
             self.completed += 1

@@ -130,6 +130,7 @@ class RecoveringStream:
         self._rebuilt = False  # the input is the whole transcript, rebuilt (every later attempt)
         self._recovery: StreamDecision | None = None  # the last retry or rebuild decided
         self._started_at = 0.0
+        self._superseded: Request | None = None  # the last open ended as superseded
         self._inner: list[Request] = []  # the opens' requests, in order (see CAPTURE)
         self._capture: Capture | None = None
         self._outcome: RequestOutcome | None = None  # as _finish recorded it, once
@@ -383,9 +384,16 @@ class RecoveringStream:
         decision = self._recovery
         assert decision is not None  # as in _wait
         if self._inner:
-            self._view.engine.outcomes.retry_scheduled(
-                self._inner[-1], state.upcoming_sleep, decision.reason, decision.cooldown
+            replaced = self._inner[-1]
+            outcomes = self._view.engine.outcomes
+            outcomes.retry_scheduled(
+                replaced, state.upcoming_sleep, decision.reason, decision.cooldown
             )
+            if replaced is not self._superseded:
+                # The next open is a request of its own: this one's events end here.
+                self._superseded = replaced
+                failure = None if state.outcome is None else state.outcome.exception()
+                outcomes.superseded(replaced, failure)
         action = "rebuilding the input" if decision.action == "rebuild" else "retrying"
         logger.info(
             "stream attempt %d failed before output (%s); %s in %.3fs",

@@ -368,3 +368,52 @@ async def test_chat_disconnect_after_output_raises(
     assert info.value.partial_text == "Simulated reply"
     assert sim.count() == 1
     assert conversation.items == []
+
+
+async def test_every_open_of_a_recovering_stream_ends_its_events(
+    sims: tuple[SimulatedProvider, SimulatedProvider],
+) -> None:
+    """A stream cut before output and reopened: each open's request id ends with one
+    RequestFinished (the replaced one marked superseded), stats count the stream once, and
+    the OpenTelemetry instrument keeps no span open."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmpool.instrumentation import Instrument, RequestFinished
+    from llmpool.instrumentation.opentelemetry import OpenTelemetryInstrument
+
+    class Ids(Instrument):
+        def __init__(self) -> None:
+            self.seen: set[str] = set()
+            self.finished: list[RequestFinished] = []
+
+        def on_attempt_started(self, event: Any) -> None:
+            self.seen.add(event.request_id)
+
+        def on_request_finished(self, event: RequestFinished) -> None:
+            self.finished.append(event)
+
+    sim, _ = sims
+    sim.set_fault_plan(
+        FaultPlan(scripted=[ScriptedFault(kind="stream_disconnect", after_events=2)])
+    )
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = OpenTelemetryInstrument(tracer_provider=provider)
+    ids = Ids()
+    config = PoolConfig(pool_size=1, retry=FAST_RETRY)
+    async with ConnectionManager(
+        config, client_factory=factory_for(sim), instruments=[ids, otel]
+    ) as m:
+        events = await collect(stream_response(m, model="m", input="one two"))
+        assert text_of(events) == "Simulated reply to: one two"
+        stats = m.stats()
+    assert len(ids.seen) == 2  # two opens, two request ids
+    assert sorted(e.request_id for e in ids.finished) == sorted(ids.seen)
+    assert [e.superseded for e in ids.finished] == [True, False]
+    assert ids.finished[-1].outcome == "completed"
+    assert (stats.completed_requests, stats.failed_requests, stats.retries) == (1, 0, 1)
+    assert otel.open_requests == 0
+    assert len(exporter.get_finished_spans()) == 2

@@ -279,6 +279,13 @@ class OpenTelemetryInstrument(Instrument):
             )
             del self._open[event.request_id]
         span = state.span
+        if event.superseded:
+            # A recovering stream's replaced open: its span ends here, without metrics (the
+            # stream's last open records them once).
+            span.set_attribute("llmpool.superseded", True)
+            span.set_attribute("llmpool.outcome", event.outcome)
+            span.end()
+            return
         operation = None if event.operation is None else OPERATION_NAMES.get(event.operation)
         error_type = None
         if event.outcome == "cancelled":

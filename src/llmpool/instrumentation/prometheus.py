@@ -241,6 +241,8 @@ class PrometheusInstrument(Instrument):
     def on_request_finished(self, event: RequestFinished) -> None:
         """``requests_total``, ``request_duration_seconds``, ``queue_wait_seconds``, tokens."""
         self._dequeue(event.request_id)
+        if event.superseded:
+            return  # a recovering stream's replaced open: the stream's own end counts
         priority = event.priority.value
         model = event.model or ""
         self.requests.labels(priority, event.outcome, event.operation or "run", model).inc()
