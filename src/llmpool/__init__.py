@@ -12,6 +12,7 @@ only those above it in this list):
     _stats, _record, _request        snapshots; per-request records; one request's bookkeeping
     _facade                          the SDK-shaped views and PooledStream
     _manager                         ConnectionManager: composes all of the above
+    _pairing                         which output answers which call (pure policy)
     _compact, _sanitizer             ConversationSanitizer: pure, imports nothing stateful
     _conversation                    Conversation: the local transcript (pydantic)
     _stream_events, _stream_translate   the StreamEvent envelope; SDK events -> envelope
