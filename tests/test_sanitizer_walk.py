@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
+from openai.types.responses.response_output_text import ResponseOutputText
 
 from llmpool._errors import InvalidConversationError
 from llmpool._sanitizer import ConversationSanitizer
@@ -228,3 +229,14 @@ def test_mcp_approval_pairs_are_matched_without_scanning_the_conversation() -> N
         ]
     assert PORTABLE.responses_input(items) == []
     assert Id.compared <= 4 * 10_000
+
+
+def test_sdk_models_nested_in_plain_dicts_are_dumped() -> None:
+    """A content part that is an SDK model (inside a hand-built dict) becomes a plain dict,
+    in a schema field and in an opaque one alike."""
+    part = ResponseOutputText(type="output_text", text="hi", annotations=[])
+    message = {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed"}
+    [result] = SAME_STORE.responses_input([{**message, "content": [part], "x": {"p": part}}])
+    expected = {"type": "output_text", "text": "hi", "annotations": []}
+    assert result["content"] == [expected]
+    assert result["x"] == {"p": expected}
