@@ -184,3 +184,67 @@ def test_turn_in_progress_survives_json() -> None:
     assert restored.turn_start == 0
     restored.discard_turn()
     assert restored.items == []
+
+
+def test_pending_tool_calls_cover_every_call_type_the_sanitizer_pairs() -> None:
+    """Custom, shell and computer calls and MCP approval requests wait like function calls,
+    until the next output of their kind and call_id."""
+    conversation = Conversation()
+    custom = {"type": "custom_tool_call", "call_id": "c1", "name": "patch", "input": "*** diff"}
+    shell = {"type": "shell_call", "call_id": "c2", "action": {"commands": ["ls"]}}
+    approval = {"type": "mcp_approval_request", "id": "mcpr_1", "name": "ask"}
+    approval |= {"arguments": '{"q": 1}', "server_label": "wiki"}
+    conversation.items += [custom, shell, approval]
+    pending = conversation.pending_tool_calls()
+    assert [(p["type"], p["call_id"], p["name"], p["arguments"]) for p in pending] == [
+        ("custom_tool_call", "c1", "patch", "*** diff"),
+        ("shell_call", "c2", "", ""),
+        ("mcp_approval_request", "mcpr_1", "ask", '{"q": 1}'),
+    ]
+    assert pending[1]["item"] == shell
+    assert pending[1]["item"] is not shell
+    conversation.items += [
+        {"type": "shell_call_output", "call_id": "c2", "output": []},
+        {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": True},
+        {"type": "function_call_output", "call_id": "c1", "output": "wrong kind"},
+    ]
+    assert conversation.pending_call_ids() == ["c1"]
+
+
+def test_add_tool_output_answers_a_custom_call_with_its_own_output_type() -> None:
+    """A custom tool call is answered by custom_tool_call_output (text), not a function one."""
+    conversation = Conversation()
+    conversation.items.append(
+        {"type": "custom_tool_call", "call_id": "c1", "name": "n"} | {"input": "x"}
+    )
+    conversation.add_tool_output("c1", "done")
+    assert conversation.items[-1] == {
+        "type": "custom_tool_call_output",
+        "call_id": "c1",
+        "output": "done",
+    }
+    assert conversation.pending_tool_calls() == []
+
+
+def test_add_tool_output_refuses_a_call_whose_output_is_not_text() -> None:
+    """A shell call's output is a list of chunks: the caller appends that item itself."""
+    conversation = Conversation()
+    conversation.items.append({"type": "shell_call", "call_id": "c2", "action": {"commands": []}})
+    with pytest.raises(InvalidConversationError, match="is a shell_call, whose output is not text"):
+        conversation.add_tool_output("c2", "x")
+    assert len(conversation.items) == 1
+
+
+def test_a_call_id_reused_by_a_later_turn_is_pending_again() -> None:
+    """call_0 answered in turn one and sent again in turn two waits for its new output."""
+    conversation = Conversation()
+    call = {"type": "function_call", "call_id": "call_0", "name": "f", "arguments": "{}"}
+    conversation.items += [
+        call,
+        {"type": "function_call_output", "call_id": "call_0"} | {"output": "1"},
+    ]
+    assert conversation.pending_call_ids() == []
+    conversation.items.append(dict(call))
+    assert conversation.pending_call_ids() == ["call_0"]
+    conversation.add_tool_output("call_0", "2")
+    assert conversation.pending_call_ids() == []

@@ -80,14 +80,20 @@ def test_same_store_mode_keeps_every_id() -> None:
 
 
 @pytest.mark.parametrize(
-    "field", sorted(SANITIZER_STRIP_FIELDS - {"annotations", "index"}), ids=str
+    "field", sorted(SANITIZER_STRIP_FIELDS - {"annotations", "index", "status"}), ids=str
 )
 def test_bookkeeping_is_stripped_from_items(field: str) -> None:
-    """Each default strip field is removed from an item whose schema does not require it."""
+    """Each default strip field is removed from an item whose schema does not declare it."""
     item = {**fc("call_1"), field: "x"}
     result = PORTABLE.responses_input([item, out("call_1")])
     assert field not in result[0]
     assert result[0] == fc("call_1")
+
+
+def test_declared_status_is_kept() -> None:
+    """``status`` is a declared (optional) field of function_call: not bookkeeping there."""
+    item = {**fc("call_1"), "status": "completed"}
+    assert PORTABLE.responses_input([item, out("call_1")])[0] == item
 
 
 def test_required_status_is_kept() -> None:
@@ -105,12 +111,18 @@ def test_required_status_is_kept() -> None:
     assert [item["status"] for item in result] == ["completed", "failed"]
 
 
-def test_nested_bookkeeping_is_stripped_but_required_annotations_stay() -> None:
-    """Inside content parts, ``logprobs`` goes; ``annotations`` (required) stays."""
-    part = {"type": "output_text", "text": "t", "annotations": [], "logprobs": [], "status": "x"}
-    message = {"type": "message", "role": "assistant", "id": "msg_1", "content": [part]}
+def test_nested_bookkeeping_is_stripped_but_declared_fields_stay() -> None:
+    """Inside content parts, undeclared ``status``/``model`` go; declared ``annotations`` and
+    ``logprobs`` (ResponseOutputTextParam) stay."""
+    part = {"type": "output_text", "text": "t", "annotations": [], "logprobs": []}
+    message = {
+        "type": "message",
+        "role": "assistant",
+        "id": "msg_1",
+        "content": [{**part, "status": "x", "model": "m"}],
+    }
     result = PORTABLE.responses_input([message])
-    assert result[0]["content"] == [{"type": "output_text", "text": "t", "annotations": []}]
+    assert result[0]["content"] == [part]
 
 
 def test_user_json_schema_keys_named_like_bookkeeping_are_untouched() -> None:
@@ -132,15 +144,17 @@ def test_null_optional_fields_are_dropped_but_required_nulls_stay() -> None:
         out("c"),
         {
             "type": "code_interpreter_call",
+            "id": "ci_1",
             "code": None,
             "container_id": "cntr",
             "outputs": None,
             "status": "completed",
         },
     ]
-    result = PORTABLE.responses_input(items)
+    result = SAME_STORE.responses_input(items)
     assert result[0] == fc("c")
-    assert result[2] == {"type": "code_interpreter_call", "code": None, "container_id": "cntr"} | {
+    assert result[2] == {"type": "code_interpreter_call", "id": "ci_1", "code": None} | {
+        "container_id": "cntr",
         "outputs": None,
         "status": "completed",
     }
@@ -228,6 +242,7 @@ def test_reasoning_with_encrypted_content_is_kept_without_id() -> None:
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": "s"}],
         "encrypted_content": "gAAA",
+        "status": "completed",  # declared by ResponseReasoningItemParam
     }
 
 
@@ -270,7 +285,7 @@ def test_orphan_output_is_dropped(call_type: str, output_type: str) -> None:
     """An output whose call is not in the input is dropped (the API answers 400)."""
     items = [user("q"), out("call_gone", kind=output_type), fc("call_1", kind=call_type)]
     items.append(out("call_1", kind=output_type))
-    result = PORTABLE.responses_input(items)
+    result = SAME_STORE.responses_input(items)  # portable mode drops computer calls
     assert [item.get("call_id") for item in result] == [None, "call_1", "call_1"]
 
 
@@ -301,6 +316,22 @@ def test_duplicate_outputs_keep_the_first() -> None:
     """One call, two outputs: the first answer stays, the second is dropped."""
     result = PORTABLE.responses_input([fc("c"), out("c", "first"), out("c", "second")])
     assert [item.get("output") for item in result] == [None, "first"]
+
+
+def test_a_call_id_reused_by_a_later_turn_keeps_both_pairs() -> None:
+    """Servers that number calls per response send call_0 again next turn: the second call,
+    its output and the answer after it are kept (pairing in sequence)."""
+    items = [
+        user("Paris?"),
+        fc("call_0"),
+        out("call_0", "18 C"),
+        {"role": "assistant", "content": "18 C."},
+        user("Lyon?"),
+        fc("call_0"),
+        out("call_0", "16 C"),
+        {"role": "assistant", "content": "16 C."},
+    ]
+    assert PORTABLE.responses_input(items) == items
 
 
 def test_previous_response_id_keeps_output_of_a_server_held_call() -> None:

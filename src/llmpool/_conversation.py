@@ -18,16 +18,24 @@ its input again, and that input is sent once.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import InvalidConversationError
+from ._pairing import PairKey, responses_call_key, responses_output_key
 
 __all__ = ["Conversation"]
 
 Api = Literal["responses", "chat"]
+
+# Calls whose output ``add_tool_output`` builds from text: the output item type, per call type.
+_TEXT_OUTPUTS: Final = {
+    "function_call": "function_call_output",
+    "custom_tool_call": "custom_tool_call_output",
+}
 
 
 def _as_dict(item: object) -> dict[str, Any]:
@@ -126,18 +134,26 @@ class Conversation(BaseModel):
         Raises:
             InvalidConversationError: (a ``ValueError``) no tool call with this ``call_id`` is
                 in the transcript, or it already has an output (the API would reject either:
-                "No tool call found for function call output with call_id …").
+                "No tool call found for function call output with call_id …"), or the call's
+                output is not text (a computer, shell, apply-patch, program or tool-search call,
+                an MCP approval request): append that output item to ``items`` instead.
         """
-        if call_id not in self.pending_call_ids():
+        pending = {call["call_id"]: call for call in self.pending_tool_calls()}
+        call = pending.get(call_id)
+        if call is None:
             raise InvalidConversationError(
                 f"add_tool_output: call_id {call_id!r} is not a tool call awaiting output "
-                f"(awaiting: {self.pending_call_ids()})"
+                f"(awaiting: {list(pending)})"
+            )
+        if self.api == "responses" and call["type"] not in _TEXT_OUTPUTS:
+            raise InvalidConversationError(
+                f"add_tool_output: call {call_id!r} is a {call['type']}, whose output is not "
+                "text: append its output item to `items`"
             )
         self._begin_turn()
         if self.api == "responses":
-            self.items.append(
-                {"type": "function_call_output", "call_id": call_id, "output": output}
-            )
+            kind = _TEXT_OUTPUTS[call["type"]]
+            self.items.append({"type": kind, "call_id": call_id, "output": output})
         else:
             self.items.append({"role": "tool", "tool_call_id": call_id, "content": output})
 
@@ -159,28 +175,34 @@ class Conversation(BaseModel):
     def pending_tool_calls(self) -> list[dict[str, Any]]:
         """The tool calls without an output yet, oldest first.
 
+        Every call type ``ConversationSanitizer`` pairs: function, custom, shell, local shell,
+        computer, apply-patch, program and tool-search calls with a ``call_id``, MCP approval
+        requests, Chat ``tool_calls``. A call is answered by the next output of its kind and
+        ``call_id`` after it (``_pairing``), so a ``call_id`` that a later turn uses again is
+        pending again until that turn's output.
+
         Returns:
-            Dicts with ``call_id``, ``name`` and ``arguments`` (JSON text).
+            Dicts with ``type`` (the call item's type; ``"function"`` for Chat), ``call_id``
+            (an MCP approval request's ``id``), ``name`` (``""`` if the call has none),
+            ``arguments`` (JSON text; a custom tool call's ``input``; ``""`` if none) and
+            ``item``, a copy of the call item or Chat ``tool_calls`` entry.
         """
-        calls: dict[str, dict[str, Any]] = {}
+        pending: dict[PairKey, dict[str, Any]] = {}
         for item in self.items:
-            if item.get("type") == "function_call":
-                calls[item["call_id"]] = {
-                    "call_id": item["call_id"],
-                    "name": item.get("name", ""),
-                    "arguments": item.get("arguments", ""),
-                }
-            elif item.get("type") == "function_call_output" or item.get("role") == "tool":
-                calls.pop(item.get("call_id") or item.get("tool_call_id") or "", None)
+            if item.get("role") == "tool":
+                pending.pop(("tool", item.get("tool_call_id") or ""), None)
             elif item.get("role") == "assistant":
                 for call in item.get("tool_calls") or []:
-                    function = call.get("function") or {}
-                    calls[call["id"]] = {
-                        "call_id": call["id"],
-                        "name": function.get("name", ""),
-                        "arguments": function.get("arguments", ""),
-                    }
-        return list(calls.values())
+                    if isinstance(call, Mapping) and isinstance(link := call.get("id"), str):
+                        function = call.get("function") or {}
+                        entry = _pending("function", link, function, copy.deepcopy(call))
+                        pending.setdefault(("tool", link), entry)
+            elif (key := responses_call_key(item)) is not None:
+                entry = _pending(item["type"], key[1], item, copy.deepcopy(item))
+                pending.setdefault(key, entry)  # a second call of the key while one waits
+            elif (key := responses_output_key(item)) is not None:
+                pending.pop(key, None)
+        return list(pending.values())
 
     def pending_call_ids(self) -> list[str]:
         """The ``call_id`` of every tool call without an output yet."""
@@ -242,3 +264,14 @@ class Conversation(BaseModel):
                 field.
         """
         return cls.model_validate_json(data)
+
+
+def _pending(kind: str, call_id: str, source: Mapping[str, Any], item: object) -> dict[str, Any]:
+    arguments = source.get("arguments", source.get("input", ""))
+    return {
+        "type": kind,
+        "call_id": call_id,
+        "name": source.get("name") or "",
+        "arguments": arguments if isinstance(arguments, str) else "",
+        "item": item,
+    }

@@ -1,25 +1,26 @@
 """ConversationSanitizer: conversation history made safe to send again, anywhere.
 
-Pure functions: no I/O, no state, inputs never mutated (every returned dict and list is new).
-The schema knowledge comes from the installed ``openai`` SDK's param TypedDicts
-(``ResponseInputItemParam``, ``ChatCompletionMessageParam``): a field the schema *requires* is
-never stripped, and nested values are only walked where the schema describes them, so a tool's
-JSON schema or an ``env`` mapping with a key named ``status`` is left alone. The rules and their
-sources are in ``docs/sanitizer.md``.
+Pure: no I/O, no state, inputs never mutated, every returned dict and list new all the way
+down (a value the input shares is copied once and shared alike, as ``copy.deepcopy`` does; a
+value that contains itself is refused). The schema knowledge is the installed ``openai`` SDK's
+param TypedDicts: bookkeeping goes only where the type at that depth does not declare the
+field, and values are walked only where the schema describes them (a tool's JSON schema with a
+key named ``status`` is left alone). Pairing is ``_pairing``'s; rules and sources are in
+``docs/sanitizer.md``.
 
 Junk policy: an item that is not a mapping or a pydantic model, a mapping with neither ``type``
 nor ``role``, a non-string ``type``, a message with an unknown role or without usable
-``content``, and a tool call/output without its string link (``call_id``, ``tool_call_id``…)
-raise ``InvalidConversationError`` (a ``ValueError``) naming the item's index. An item of a
-``type`` this SDK does not know is passed on (the API adds item types faster than SDKs ship),
-with bookkeeping stripped at its top level and, in portable mode, without ``id``. Other missing
-fields are left for the API to judge.
+``content``, a tool call/output without its string link (``call_id``, ``tool_call_id``…) and a
+value that contains itself raise ``InvalidConversationError`` (a ``ValueError``) naming the
+item's index. An item of a ``type`` this SDK does not know is passed on, with bookkeeping
+stripped at its top level and, in portable mode, without ``id``.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
@@ -31,17 +32,16 @@ from openai.types.responses.response_input_item_param import Message
 from openai.types.responses.response_output_message_param import ResponseOutputMessageParam
 from pydantic import BaseModel
 
-from ._compact import (
-    CALL_ID_OUTPUT_TYPES,
-    CALL_ID_TYPES,
-    chat_units,
-    compact_units,
-    responses_call_key,
-    responses_output_key,
-    responses_units,
-)
+from ._compact import chat_units, check_budget, compact_units, responses_units
 from ._constants import SANITIZER_STRIP_FIELDS
 from ._errors import InvalidConversationError
+from ._pairing import (
+    CALL_ID_OUTPUT_TYPES,
+    CALL_ID_TYPES,
+    pair_chat,
+    pair_responses,
+    reasoning_follows,
+)
 
 __all__ = ["PROTECTED_FIELDS", "ConversationSanitizer"]
 
@@ -56,6 +56,19 @@ _RESPONSES_ROLES: Final = frozenset({"user", "assistant", "system", "developer"}
 _CHAT_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Types that name server-side state and nothing else: meaningless in another store.
 _REFERENCE_TYPES: Final = frozenset({"item_reference"})
+# Portable mode drops these (docs/sanitizer.md, "Hosted tool items"): answered by a server id
+# (an approval request), or rejected or ignored by the API when replayed without its store.
+_PORTABLE_DROPS: Final = _REFERENCE_TYPES | {
+    "mcp_approval_request",
+    "computer_call",
+    "file_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "mcp_list_tools",
+    "mcp_call",
+}
+# Portable mode keeps these ids: replay state bound to the item (a program's fingerprint).
+_PORTABLE_KEEPS_ID: Final = frozenset({"program", "program_output"})
 # Encrypted content is bound to the organisation that produced it (openai-agents-python#2063).
 _ORG_BOUND_TYPES: Final = frozenset({"reasoning", "compaction"})
 # The field that links a tool call and its output; the item is unusable without it.
@@ -107,70 +120,180 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
 
 
-def _copy(value: object, depth: int = 0) -> object:
-    """A deep copy of a JSON-like value's dicts and lists (other leaves are shared)."""
-    if isinstance(value, BaseModel):
-        value = _dump(value)
-    if depth >= _MAX_DEPTH:
-        return value
-    if isinstance(value, Mapping):
-        return {key: _copy(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_copy(item, depth + 1) for item in value]
-    return value
+_LEAVES: Final = frozenset({str, int, float, bool, type(None)})  # JSON leaves: shared as they are
+_SEQUENCES: Final = (list, Iterable, Sequence)
 
 
-def _is_sequence_hint(origin: object) -> bool:
-    return origin in (list, Iterable, Sequence)
+@dataclass(frozen=True, slots=True, eq=False)
+class _Plan:
+    """How a value with one annotation is walked; built once per annotation (``_plan``)."""
+
+    typed_dict: type | None = None  # a mapping is cleaned as this TypedDict,
+    by_type: Mapping[str | None, type] = field(default_factory=dict)  # or as the one it names
+    items: _Plan | None = None  # a list's items are walked along this plan (None: copied)
 
 
-class _Cleaner:
-    """Walks a value along its SDK annotation, dropping bookkeeping the schema does not require."""
+@cache
+def _plan(hint: object) -> _Plan:
+    if typing_extensions.is_typeddict(hint):
+        return _Plan(typed_dict=typing.cast(type, hint))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in _SEQUENCES and args:
+        return _Plan(items=_plan(args[0]))
+    if origin is not typing.Union:
+        return _Plan()  # opaque: ``object``, a scalar, a ``Dict[str, str]``…
+    dicts = [typing.cast(type, m) for m in args if typing_extensions.is_typeddict(m)]
+    literals = [_literal_type(m) for m in dicts]
+    by_type = {k: m for k, m in zip(literals, dicts, strict=True) if literals.count(k) == 1}
+    lists = [_plan(m).items for m in args if typing.get_origin(m) in _SEQUENCES]
+    return _Plan(dicts[0] if len(dicts) == 1 else None, by_type, lists[0] if lists else None)
+
+
+@cache
+def _schema(typed_dict: type) -> tuple[dict[str, _Plan], frozenset[str]]:
+    """A TypedDict's fields as plans, and its required keys."""
+    hints, required = _fields(typed_dict)
+    return {key: _plan(hint) for key, hint in hints.items()}, required
+
+
+_MISSING: Final = object()
+_Frame = tuple[object, Any, Iterator[tuple[Any, object]]]  # (source, copy, source's entries)
+
+
+class _Walk:
+    """One sanitize call's walk over the caller's values; everything it returns is new.
+
+    Each container (a dict, list, tuple or other mapping) is read once per way of reading it
+    (copied, or cleaned as one annotation; in practice once): reached again, it gives the
+    result made the first time, so the walk is linear in the number of containers and edges
+    even when shared references make the number of paths exponential. Reached from inside
+    itself, it is part of a cycle: ``InvalidConversationError``. ``value``/``mapping`` follow
+    the SDK annotation (at most ``_MAX_DEPTH`` levels; the schema is shallower) and drop
+    bookkeeping the schema does not declare; ``copy`` copies as it is, iteratively, any depth.
+    """
 
     def __init__(self, strip: frozenset[str]) -> None:
         self.strip = strip
+        self.index: int | None = None  # the item being read, for errors
+        self._done: dict[object, dict[int, object]] = {}  # how read -> id -> result
+        self._open: set[int] = set()  # the containers being read: the path to the current one
+        self._held: list[object] = []  # dumped models: holding them keeps their ids unique
 
-    def mapping(self, value: Mapping[Any, Any], typed_dict: type, depth: int) -> dict[str, Any]:
-        hints, required = _fields(typed_dict)
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key in required:
-                out[key] = self.value(item, hints[key], depth + 1)
-            elif key in self.strip or (item is None and key in hints):
-                continue  # bookkeeping, or null for "absent"
-            elif key in hints:
-                out[key] = self.value(item, hints[key], depth + 1)
+    def _dump(self, model: BaseModel) -> dict[str, Any]:
+        """``model`` as a dict, held for the walk so that its id stays unique."""
+        self._held.append(dumped := _dump(model))
+        return dumped
+
+    def _enter(self, node: object, how: object) -> object:
+        """The earlier result for ``node`` read ``how``, or ``_MISSING`` (it is then open).
+
+        Raises:
+            InvalidConversationError: ``node`` is open (an ancestor of itself): a cycle.
+        """
+        if id(node) in self._open:
+            raise InvalidConversationError(
+                f"a {type(node).__name__} contains itself (a cycle)", index=self.index
+            )
+        table = self._done.get(how)
+        if table is None:
+            table = self._done[how] = {}
+        done = table.get(id(node), _MISSING)
+        if done is _MISSING:
+            self._open.add(id(node))
+        return done
+
+    def _leave(self, node: object, how: object, result: object) -> None:
+        self._open.discard(id(node))
+        self._done[how][id(node)] = result
+
+    def copy(self, value: object) -> object:
+        """A copy of ``value`` whose every dict and list is new (tuples become lists).
+
+        Raises:
+            InvalidConversationError: ``value`` contains itself.
+        """
+        root, frame = self._start(value)
+        stack = [frame] if frame is not None else []
+        while stack:
+            node, out, children = stack[-1]
+            for key, child in children:
+                out[key], frame = self._start(child)
+                if frame is not None:
+                    stack.append(frame)
+                    break  # fill the child first
             else:
-                out[key] = _copy(item, depth + 1)
+                stack.pop()
+                self._leave(node, None, out)
+        return root
+
+    def _start(self, value: object) -> tuple[object, _Frame | None]:
+        """``value`` copied (a leaf, an earlier copy), or a new container and what fills it."""
+        if type(value) in _LEAVES:
+            return value, None
+        if isinstance(value, BaseModel):
+            value = self._dump(value)
+        if not isinstance(value, Mapping | list | tuple):
+            return value, None
+        if (done := self._enter(value, None)) is not _MISSING:
+            return done, None
+        if isinstance(value, Mapping):
+            out: Any = {}
+            return out, (value, out, iter(value.items()))
+        out = [None] * len(value)
+        return out, (value, out, enumerate(value))
+
+    def item(self, item: dict[str, Any], typed_dict: type | None) -> dict[str, Any]:
+        """A top-level item (a fresh copy, never shared) cleaned as ``typed_dict`` (or ``None``)."""
+        self._open.add(id(item))
+        if typed_dict is not None:
+            out = self._clean(item, typed_dict, 0)
+        else:
+            out = {k: self.copy(v) for k, v in item.items() if k not in self.strip}
+        self._open.discard(id(item))
         return out
 
-    def value(self, value: object, hint: object, depth: int) -> object:
-        if isinstance(value, BaseModel):
-            value = _dump(value)
-        if depth >= _MAX_DEPTH:
-            return _copy(value, depth)
-        if typing_extensions.is_typeddict(hint) and isinstance(value, Mapping):
-            return self.mapping(value, typing.cast(type, hint), depth)
-        origin = typing.get_origin(hint)
-        args = typing.get_args(hint)
-        if origin is typing.Union:
-            return self._union(value, args, depth)
-        if _is_sequence_hint(origin) and args and isinstance(value, list | tuple):
-            return [self.value(item, args[0], depth + 1) for item in value]
-        return _copy(value, depth)
+    def mapping(self, value: Mapping[Any, Any], typed_dict: type, depth: int) -> dict[str, Any]:
+        """``value`` cleaned as ``typed_dict``, once."""
+        if (done := self._enter(value, typed_dict)) is not _MISSING:
+            return typing.cast("dict[str, Any]", done)
+        out = self._clean(value, typed_dict, depth)
+        self._leave(value, typed_dict, out)
+        return out
 
-    def _union(self, value: object, members: tuple[object, ...], depth: int) -> object:
+    def _clean(self, value: Mapping[Any, Any], typed_dict: type, depth: int) -> dict[str, Any]:
+        """Undeclared bookkeeping and optional nulls go; declared fields are walked."""
+        plans, required = _schema(typed_dict)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            plan = plans.get(key)
+            if plan is not None:
+                if item is None and key not in required:
+                    continue  # null for "absent"
+                out[key] = self.value(item, plan, depth + 1)
+            elif key not in self.strip:
+                out[key] = self.copy(item)
+        return out
+
+    def value(self, value: object, plan: _Plan, depth: int) -> object:
+        """``value`` cleaned along ``plan`` (a copy where the annotation says nothing)."""
+        if type(value) in _LEAVES:
+            return value
+        if isinstance(value, BaseModel):
+            value = self._dump(value)
+        if depth >= _MAX_DEPTH:
+            return self.copy(value)
         if isinstance(value, Mapping):
-            dicts = [m for m in members if typing_extensions.is_typeddict(m)]
             kind = value.get("type")
-            chosen = [m for m in dicts if _literal_type(typing.cast(type, m)) == kind]
-            if len(chosen) == 1 or len(dicts) == 1:
-                return self.mapping(value, typing.cast(type, (chosen or dicts)[0]), depth)
-        elif isinstance(value, list | tuple):
-            for member in members:
-                if _is_sequence_hint(typing.get_origin(member)):
-                    return self.value(value, member, depth)
-        return _copy(value, depth)
+            typed_dict = plan.by_type.get(kind) if kind is None or isinstance(kind, str) else None
+            if (typed_dict := typed_dict or plan.typed_dict) is not None:
+                return self.mapping(value, typed_dict, depth)
+        elif plan.items is not None and isinstance(value, list | tuple):
+            if (done := self._enter(value, plan)) is not _MISSING:
+                return done
+            out = [self.value(item, plan.items, depth + 1) for item in value]
+            self._leave(value, plan, out)
+            return out
+        return self.copy(value)
 
 
 def _as_dict(item: object, index: int) -> dict[str, Any]:
@@ -209,13 +332,16 @@ class ConversationSanitizer:
     Args:
         portable: ``True`` (default) for a conversation continued where the server does not hold
             its items: ``store=false``, another server instance, another organisation. No item
-            ``id`` is sent, ``item_reference`` items are dropped and reasoning is kept only with
-            its ``encrypted_content``. ``False`` for a continuation against the same store: ids,
-            references and reasoning are kept as they are.
+            ``id`` is sent (except a program's, which is replay state), ``item_reference``
+            items, MCP approval requests and the hosted-tool items that cannot be replayed
+            without their store (``docs/sanitizer.md``) are dropped, reasoning is kept only with
+            its ``encrypted_content`` and a Chat audio reply becomes its transcript. ``False``
+            for a continuation against the same store: ids, references, reasoning and audio
+            references are kept as they are.
         same_organization: ``False`` drops reasoning and compaction items entirely: their
             encrypted content is bound to the organisation that produced it. Default ``True``.
-        strip_fields: field names removed wherever the input schema does not require them;
-            ``None`` (default) means ``SANITIZER_STRIP_FIELDS``.
+        strip_fields: field names removed wherever the input schema (at that depth) does not
+            declare them; ``None`` (default) means ``SANITIZER_STRIP_FIELDS``.
 
     Raises:
         ValueError: ``strip_fields`` names a protected field (``PROTECTED_FIELDS``) or is a str.
@@ -236,7 +362,6 @@ class ConversationSanitizer:
         self.portable = portable
         self.same_organization = same_organization
         self.strip_fields: frozenset[str] = strip
-        self._cleaner = _Cleaner(strip)
 
     def __repr__(self) -> str:
         return (
@@ -264,24 +389,34 @@ class ConversationSanitizer:
             ``phase`` kept), bookkeeping stripped, every call paired with its output.
 
         Raises:
-            InvalidConversationError: an item cannot be read; the message names its index.
+            InvalidConversationError: an item cannot be read or contains itself; the message
+                names its index.
         """
         if isinstance(items, str):
             return [{"role": "user", "content": items}]
-        cleaned = [self._responses_item(item, index) for index, item in enumerate(_items(items))]
+        walk = _Walk(self.strip_fields)
+        cleaned = [
+            self._responses_item(item, index, walk) for index, item in enumerate(_items(items))
+        ]
         holds_calls = previous_response_id is not None or (
             not self.portable and any(item.get("type") in _REFERENCE_TYPES for item in cleaned)
         )
-        keep = _pair(cleaned, holds_calls)
-        out: list[dict[str, Any]] = []
-        for index, item in enumerate(cleaned):
-            if not keep[index] or not self._portable_keep(item, cleaned, keep):
-                continue
-            out.append(self._portable_form(item) if self.portable else item)
-        return out
+        paired, partner = pair_responses(cleaned, holds_calls=holds_calls)
+        allowed = [self._allowed(item) for item in cleaned]
+        keep = [  # a call and its output go together
+            ok and allowed[index] and (other is None or allowed[other])
+            for index, (ok, other) in enumerate(zip(paired, partner, strict=True))
+        ]
+        keep = reasoning_follows(cleaned, keep)
+        return [
+            self._portable_form(item) if self.portable else item
+            for item, kept in zip(cleaned, keep, strict=True)
+            if kept
+        ]
 
-    def _responses_item(self, raw: object, index: int) -> dict[str, Any]:
+    def _responses_item(self, raw: object, index: int, walk: _Walk) -> dict[str, Any]:
         item = _as_dict(raw, index)
+        walk.index = index
         kind = item.get("type")
         if kind is None and "role" not in item:
             if not isinstance(item.get("id"), str):
@@ -292,18 +427,15 @@ class ConversationSanitizer:
         if kind is not None and not isinstance(kind, str):
             raise InvalidConversationError(f"'type' must be a string, got {kind!r}", index=index)
         if kind is None or kind == "message":
-            return self._responses_message(item, index)
+            return self._responses_message(item, index, walk)
         link = _LINK_FIELDS.get(kind)
         if kind == "local_shell_call_output" and not isinstance(item.get("call_id"), str):
             link = "id"  # its call's id, as the SDK documents
         if link is not None:
             _link(item, link, index, kind)
-        schema = _RESPONSES_SCHEMAS.get(kind)
-        if schema is not None:
-            return self._cleaner.mapping(item, schema, 0)
-        return {k: _copy(v) for k, v in item.items() if k not in self.strip_fields}
+        return walk.item(item, _RESPONSES_SCHEMAS.get(kind))
 
-    def _responses_message(self, item: dict[str, Any], index: int) -> dict[str, Any]:
+    def _responses_message(self, item: dict[str, Any], index: int, walk: _Walk) -> dict[str, Any]:
         role = item.get("role")
         if not isinstance(role, str) or role not in _RESPONSES_ROLES:
             raise InvalidConversationError(f"message with an unknown role {role!r}", index=index)
@@ -317,40 +449,30 @@ class ConversationSanitizer:
             schema: type = EasyInputMessageParam
         else:
             schema = ResponseOutputMessageParam if role == "assistant" else Message
-        return self._cleaner.mapping(item, schema, 0)
+        return walk.item(item, schema)
 
-    def _portable_keep(
-        self, item: dict[str, Any], cleaned: list[dict[str, Any]], keep: list[bool]
-    ) -> bool:
+    def _allowed(self, item: dict[str, Any]) -> bool:
+        """Whether this mode lets the item through (pairing and reasoning aside)."""
         kind = item.get("type")
         if kind in _ORG_BOUND_TYPES and not self.same_organization:
             return False
         if not self.portable:
             return True
-        if kind in _REFERENCE_TYPES:
-            return False
         if kind == "reasoning":
             encrypted = item.get("encrypted_content")
             return isinstance(encrypted, str) and bool(encrypted)
-        if kind == "mcp_approval_request":
-            return False  # answered by id: cannot travel without one
-        if kind == "mcp_approval_response":  # keep only when it answers a server-held request
-            ref = item.get("approval_request_id")
-            return not any(
-                other.get("type") == "mcp_approval_request" and other.get("id") == ref
-                for other in cleaned
-            )
-        return True
+        return kind not in _PORTABLE_DROPS
 
-    def _portable_form(self, item: dict[str, Any]) -> dict[str, Any]:
-        out = dict(item)
-        if out.get("type") != "local_shell_call_output" or "call_id" in out:
-            out.pop("id", None)  # the Codex CLI pattern: no item id at all
-        if out.get("type") == "mcp_call":
-            out.pop("approval_request_id", None)
-        if out.get("role") == "assistant":
-            out.pop("status", None)  # the portable form of an output message: text and phase
-        return out
+    @staticmethod
+    def _portable_form(item: dict[str, Any]) -> dict[str, Any]:
+        """The item without a store's ids (in place: top-level results are never shared)."""
+        kind = item.get("type")
+        shell_link = kind == "local_shell_call_output" and "call_id" not in item
+        if kind not in _PORTABLE_KEEPS_ID and not shell_link:
+            item.pop("id", None)  # the Codex CLI pattern: no item id at all
+        if item.get("role") == "assistant":
+            item.pop("status", None)  # the portable form of an output message: text and phase
+        return item
 
     # Chat Completions ------------------------------------------------------------------------
 
@@ -364,16 +486,23 @@ class ConversationSanitizer:
             New plain dicts: provider-only fields removed, content untouched, every assistant
             ``tool_calls`` entry answered by a ``tool`` message that follows it (unanswered
             calls and orphan ``tool`` messages are dropped; an assistant message left empty
-            goes too).
+            goes too). An assistant ``audio`` reply becomes ``{"id": …}``, or in portable mode
+            its transcript as ``content``.
 
         Raises:
-            InvalidConversationError: a message cannot be read; the message names its index.
+            InvalidConversationError: a message cannot be read or contains itself; the message
+                names its index.
         """
-        cleaned = [self._chat_message(m, index) for index, m in enumerate(_items(messages))]
-        return _pair_chat(cleaned)
+        walk = _Walk(self.strip_fields)
+        cleaned = [
+            self._chat_message(message, index, walk)
+            for index, message in enumerate(_items(messages))
+        ]
+        return pair_chat(cleaned)
 
-    def _chat_message(self, raw: object, index: int) -> dict[str, Any]:
+    def _chat_message(self, raw: object, index: int, walk: _Walk) -> dict[str, Any]:
         message = _as_dict(raw, index)
+        walk.index = index
         role = message.get("role")
         if not isinstance(role, str) or role not in _CHAT_ROLES:
             raise InvalidConversationError(f"message with an unknown role {role!r}", index=index)
@@ -395,9 +524,14 @@ class ConversationSanitizer:
                     raise InvalidConversationError(
                         "each 'tool_calls' entry must be a mapping with a string 'id'", index=index
                     )
-        out = self._cleaner.mapping(message, _CHAT_SCHEMAS[role], 0)
+        out = walk.item(message, _CHAT_SCHEMAS[role])
         audio = out.get("audio")
-        if isinstance(audio, Mapping) and "id" in audio:
+        if isinstance(audio, Mapping) and self.portable:
+            del out["audio"]  # a reference to audio the server holds until ``expires_at``
+            transcript = audio.get("transcript")
+            if out.get("content") in (None, "", []) and isinstance(transcript, str) and transcript:
+                out["content"] = transcript  # the assistant's words
+        elif isinstance(audio, Mapping) and "id" in audio:
             out["audio"] = {"id": audio["id"]}  # the param form: a reference to the audio
         return out
 
@@ -432,7 +566,7 @@ class ConversationSanitizer:
             CompactionBudgetError: the instructions and latest user message exceed the budget.
             ValueError: ``max_items`` or ``max_tokens`` is not a positive int.
         """
-        _check_budget(max_items, max_tokens)
+        check_budget(max_items, max_tokens)
         items_out = self.responses_input(items)
         units = responses_units(items_out)
         return compact_units(items_out, units, max_items=max_items, max_tokens=max_tokens)
@@ -462,102 +596,6 @@ class ConversationSanitizer:
             CompactionBudgetError: the instructions and latest user message exceed the budget.
             ValueError: ``max_items`` or ``max_tokens`` is not a positive int.
         """
-        _check_budget(max_items, max_tokens)
+        check_budget(max_items, max_tokens)
         out = self.chat_messages(messages)
         return compact_units(out, chat_units(out), max_items=max_items, max_tokens=max_tokens)
-
-
-def _check_budget(max_items: int | None, max_tokens: int | None) -> None:
-    for name, value in (("max_items", max_items), ("max_tokens", max_tokens)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-
-
-def _pair(items: list[dict[str, Any]], holds_calls: bool) -> list[bool]:
-    """Which items survive pairing: each call with its first later output, nothing orphaned.
-
-    A reasoning item goes with the item that follows it. ``holds_calls``: an output whose call
-    is nowhere in ``items`` answers a call the server holds (``previous_response_id``) and stays.
-    """
-    calls = [responses_call_key(item) for item in items]
-    answers = [responses_output_key(item) for item in items]
-    present = {key for key in calls if key is not None}
-    keep = [True] * len(items)
-    first_call: dict[tuple[str, str], int] = {}
-    answered: set[tuple[str, str]] = set()
-    for index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
-        if call is not None:
-            if call in first_call:
-                keep[index] = False  # a second call with the same call_id
-            else:
-                first_call[call] = index
-        elif answer is not None:
-            if answer in first_call and answer not in answered:
-                answered.add(answer)
-            elif answer in present or not holds_calls or answer in answered:
-                keep[index] = False  # orphan, early or duplicate output
-    for call, index in first_call.items():
-        if call not in answered:
-            keep[index] = False  # unanswered call
-    following = True  # trailing reasoning stays: nothing after it was dropped
-    for index in range(len(items) - 1, -1, -1):
-        if items[index].get("type") == "reasoning":
-            keep[index] = keep[index] and following
-        else:
-            following = keep[index]
-    return keep
-
-
-def _pair_chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    index = 0
-    while index < len(messages):
-        message = messages[index]
-        index += 1
-        if message["role"] in ("tool", "function"):
-            continue  # not directly after its call: an orphan
-        if message["role"] != "assistant":
-            out.append(message)
-            continue
-        answer_role = "tool" if message.get("tool_calls") else "function"
-        run: list[dict[str, Any]] = []
-        while index < len(messages) and messages[index]["role"] == answer_role:
-            run.append(messages[index])
-            index += 1
-        out.extend(_answered(message, run))
-    return out
-
-
-def _answered(assistant: dict[str, Any], run: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The assistant message with only its answered calls, then their first answers.
-
-    The message goes only when it held calls, none was answered, and nothing else is left.
-    """
-    message = dict(assistant)
-    answers: list[dict[str, Any]] = []
-    if message.get("tool_calls"):
-        ids = [call.get("id") for call in message["tool_calls"]]
-        seen: set[str] = set()
-        for tool in run:
-            if tool["tool_call_id"] in ids and tool["tool_call_id"] not in seen:
-                seen.add(tool["tool_call_id"])
-                answers.append(tool)
-        calls, kept_ids = [], set()
-        for call in message["tool_calls"]:
-            if call.get("id") in seen and call.get("id") not in kept_ids:
-                kept_ids.add(call["id"])
-                calls.append(call)
-        message["tool_calls"] = calls
-    elif message.get("function_call"):
-        answers = run[:1]
-    if not message.get("tool_calls"):
-        message.pop("tool_calls", None)
-    if message.get("function_call") and not answers:
-        message.pop("function_call")
-    has_body = any(message.get(k) not in (None, "", []) for k in ("content", "refusal", "audio"))
-    had_calls = bool(assistant.get("tool_calls") or assistant.get("function_call"))
-    if message.get("tool_calls") or message.get("function_call") or has_body or not had_calls:
-        return [message, *answers]
-    return []  # only unanswered calls were in it
