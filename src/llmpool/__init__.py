@@ -6,7 +6,7 @@ import-linter (``[tool.importlinter]`` in pyproject.toml; docs/design.md draws i
 
     L0 vocabulary    _constants, _types, _errors, _extras (optional imports naming the extra)
     L1 pure policy   _config, _tokens, _headers, _redact, _limits, _breaker, _retry,
-                     _pairing, _compact, _sanitizer, _conversation, _recovery,
+                     _pairing, _compact, _walk, _sanitizer, _conversation, _recovery,
                      _stream_events, _stream_translate, _stream_decide (a stream's
                      state and what it does after a failure)
     L2 seams         _hooks (the Instrument protocol and its event records)

@@ -105,7 +105,7 @@ TRANSIENT_STREAM_ERROR_CODES: Final = frozenset(
 )
 
 # ConversationSanitizer (docs/sanitizer.md): server bookkeeping removed from conversation items
-# wherever the input schema (the openai SDK's param TypedDicts) does not require the field. The
+# wherever the input schema (the openai SDK's param TypedDicts) does not declare the field. The
 # SDK marks ``status`` "populated when items are returned via API"; ``response_id``, ``object``,
 # ``created*``, ``model``, ``usage``, ``system_fingerprint``, ``service_tier``, ``finish_reason``,
 # ``index`` are response/choice/delta fields; ``created_by`` comes from Conversations items;
