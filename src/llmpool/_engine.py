@@ -252,7 +252,7 @@ class Engine:
             error = request.error(ManagerClosedError, f"the manager is {reason}", now)
             self.outcomes.finish(request, error)
             raise error
-        if tokens:
+        if tokens and self._tpm_configured:  # only a configured limit ever refuses
             self._check_fits(request)
         return request
 

@@ -20,6 +20,7 @@ This module is pure bookkeeping on an injected clock (float seconds); it never s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -58,10 +59,25 @@ def parse_duration(text: str | None) -> float | None:
     """Seconds in a Go-style duration such as ``"6m0s"``, ``"1.5s"``, ``"20ms"``.
 
     A bare number is taken as seconds. Never raises: ``None``, empty, malformed or non-finite
-    text (``inf``, ``nan``, 400 digits) gives ``None``.
+    text (``inf``, ``nan``, 400 digits) gives ``None``. Short texts are cached: a reset header
+    repeats the same few values on every response.
     """
     if not isinstance(text, str):
         return None
+    if len(text) <= _CACHED_DURATION_LENGTH:
+        return _cached_duration(text)
+    return _parse_duration(text)
+
+
+_CACHED_DURATION_LENGTH: Final = 16
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_duration(text: str) -> float | None:
+    return _parse_duration(text)
+
+
+def _parse_duration(text: str) -> float | None:
     text = text.strip()
     if not text:
         return None
@@ -90,6 +106,8 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name)
     if not isinstance(raw, str):
         return None
+    if raw.isascii() and raw.isdigit() and len(raw) <= C.RATELIMIT_HEADER_MAX_DIGITS:
+        return int(raw)  # the usual form, without the regular expression
     match = _HEADER_INT.fullmatch(raw.strip())
     return None if match is None else int(match.group(1))
 
@@ -103,6 +121,7 @@ _RATELIMIT_PREFIXES: Final = (
 
 
 _RAW_PREFIXES: Final = tuple(prefix.encode() for prefix in _RATELIMIT_PREFIXES)
+_TRIPLE: Final = 3
 
 
 def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -112,8 +131,16 @@ def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
     ``httpx2.Headers`` lookup scans every header): through their raw ``(name, value)`` byte
     pairs when they have them, else as a mapping.
     """
-    raw = getattr(headers, "raw", None)
     found: dict[str, str] = {}
+    # httpx2/httpx ``Headers`` keep (raw name, lowercased name, value) triples: read them as
+    # they are (no lowercasing, no decoding of the headers that are not wanted).
+    triples = getattr(headers, "_list", None)
+    if isinstance(triples, list) and triples and len(triples[0]) == _TRIPLE:
+        for _, lowered, value in triples:
+            if lowered.startswith(_RAW_PREFIXES):
+                found[lowered.decode("latin-1")] = value.decode("latin-1")
+        return found
+    raw = getattr(headers, "raw", None)
     if isinstance(raw, list):
         for name, value in raw:
             if isinstance(name, bytes) and isinstance(value, bytes):

@@ -186,24 +186,27 @@ class Request:
         """Take the usage and model of an SDK result (``Response``, ``ChatCompletion``...).
 
         ``usage.total_tokens`` settles the token budget; input/output tokens and ``model``
-        go to instruments. Absent or non-int fields leave what was seen before.
+        go to instruments. Absent or non-int fields leave what was seen before. Fields are
+        read from the pydantic models' ``__dict__``: a ``getattr`` of a field the model lacks
+        (``input_tokens`` on a Chat usage) raises inside pydantic's ``__getattr__``, several
+        µs each.
         """
-        usage = getattr(result, "usage", None)
-        if usage is not None:
-            total = getattr(usage, "total_tokens", None)
+        fields = getattr(result, "__dict__", None)
+        if not isinstance(fields, dict):
+            return
+        usage = fields.get("usage")
+        counts = getattr(usage, "__dict__", None)
+        if isinstance(counts, dict):
+            total = counts.get("total_tokens")
             if isinstance(total, int):
                 self.used_tokens = total
-            tokens_in = getattr(usage, "input_tokens", None)
-            if tokens_in is None:
-                tokens_in = getattr(usage, "prompt_tokens", None)
+            tokens_in = counts.get("input_tokens", counts.get("prompt_tokens"))
             if isinstance(tokens_in, int):
                 self.input_tokens = tokens_in
-            tokens_out = getattr(usage, "output_tokens", None)
-            if tokens_out is None:
-                tokens_out = getattr(usage, "completion_tokens", None)
+            tokens_out = counts.get("output_tokens", counts.get("completion_tokens"))
             if isinstance(tokens_out, int):
                 self.output_tokens = tokens_out
-        model = getattr(result, "model", None)
+        model = fields.get("model")
         if isinstance(model, str):
             self.response_model = model
 

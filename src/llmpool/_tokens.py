@@ -65,6 +65,8 @@ def estimate_tokens(value: object, *, tokenizer: Tokenizer | None = None) -> int
     Returns:
         Estimated tokens (>= 0): the text's tokens plus ``TOKENS_PER_ITEM`` per list element.
     """
+    if tokenizer is None and type(value) is str:  # a plain prompt: the common case
+        return math.ceil(len(value) / CHARS_PER_TOKEN)
     items: Sequence[object] = value if isinstance(value, list | tuple) else (value,)
     framing = TOKENS_PER_ITEM * len(items) if items is value else 0
     if tokenizer is None:
