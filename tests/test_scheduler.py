@@ -316,7 +316,7 @@ def test_grant_between_poll_timeout_and_wakeup_is_not_lost() -> None:
             head = scheduler._poller
             assert head is not None
             assert head.poll_at is not None
-            future = head.event._future  # type: ignore[union-attr]
+            future = head.handle  # the bare future it is parked on
 
             def grant_when_cancelled() -> None:
                 nonlocal gate_open
