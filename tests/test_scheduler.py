@@ -362,3 +362,31 @@ def test_other_budget_key_overtakes_a_blocked_head_same_key_does_not() -> None:
     assert big_head.granted
     assert not big_late.granted  # no slot left: 3 in use
     assert scheduler.queued == 1
+
+
+async def test_waiter_woken_twice_in_one_tick_is_granted_once() -> None:
+    """In one tick the gate's head waiter is woken to re-check sooner and then granted: its
+    task is woken once (trio allows one reschedule per park) and it holds the slot."""
+    delay = 10.0
+
+    def gate(claim: object) -> float:
+        return delay
+
+    scheduler = Scheduler(max_concurrency=1, max_queue_size=10, starvation_limit=10, gate=gate)
+    granted = anyio.Event()
+
+    async def waiter() -> None:
+        await scheduler.acquire(NORMAL, "s", 0)
+        granted.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert scheduler._poller is not None  # parked until its re-check in 10 s
+            delay = 1.0
+            scheduler.kick()  # a sooner re-check: the waiter is woken ...
+            delay = 0.0
+            scheduler.kick()  # ... and granted before it runs
+            await granted.wait()
+    assert (scheduler.in_use, scheduler.queued) == (1, 0)
