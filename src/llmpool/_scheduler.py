@@ -483,6 +483,10 @@ class Scheduler:
             if self._gate is not None and self._gate(claim) > 0.0:
                 return False
             self._in_use += 1
+            if self._space:
+                # A caller woken for a place took a slot at once instead: the place it was
+                # given is still free, so the next caller waiting for one gets it.
+                self._wake_space()
             return True
         return False
 
