@@ -470,7 +470,7 @@ async def test_deadlines_outlive_the_timer(unit: float) -> None:
             await anyio.sleep(unit)
             assert s._timed == 2
             timer.cancel_scope.cancel()
-        assert (s._timer, s._timed, s._deadlines) == (None, 0, [])
+        assert (s._timer, s._timed, s._deadlines, list(s._in_order)) == (None, 0, [], [])
         await anyio.sleep(4 * unit)
         assert out.ended == {"first": "timed_out"}
         async with anyio.create_task_group() as timer:

@@ -58,9 +58,11 @@ def check_invariants(s: Scheduler) -> None:
     assert s.queued == queued
     assert s._keys == keys
     assert s.in_use >= 0
-    timed = [e for e in s._deadlines if e.state == QUEUED]
+    timed = [e for e in [*s._in_order, *s._deadlines] if e.state == QUEUED]
     assert s._timed == len(timed) == len({id(e) for e in timed})
-    assert len(s._deadlines) <= 2 * s._timed + 32 + 1, "timer heap compacted"
+    in_order = [e.deadline for e in s._in_order]
+    assert in_order == sorted(in_order)
+    assert len(s._in_order) + len(s._deadlines) <= 2 * s._timed + 32 + 1, "timer compacted"
     places = [e for *_, e in s._space if e.state == QUEUED]
     assert s._space_live == len(places)
 

@@ -54,7 +54,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
@@ -456,11 +456,15 @@ class Scheduler:
         self._space: list[tuple[int, int, int, _SpaceWaiter]] = []
         self._space_live = 0
         self._space_order = itertools.count()
-        # The timer: entries whose deadline it holds (a heap by deadline, departed entries
-        # included), how many of them are still waiting, and its sleep (None: not running).
-        self._deadlines: list[_Entry] = []
+        # The timer: the entries whose deadline it holds, departed ones included until they
+        # surface or are compacted away. Deadlines that come in order (one queue_timeout for
+        # all: the usual case) queue in arrival order, no comparisons needed; the others in
+        # a heap. ``_timed`` counts the entries still waiting. Its sleep: None, not running.
+        self._in_order: deque[_Entry] = deque()
+        self._deadlines: list[_Entry] = []  # heap by deadline
         self._timed = 0
         self._timer: anyio.CancelScope | None = None
+        self._timer_at = _UNTIMED  # its sleep's deadline (read often, kept as a float)
 
     @property
     def in_use(self) -> int:
@@ -540,7 +544,9 @@ class Scheduler:
             # The state is checked before every park: a grant can land while the waiter is
             # not parked (its timed park was just cancelled), and it must see it then.
             while waiter.state == _QUEUED:
-                wake_at = self._wake_at(waiter, deadline)
+                wake_at = None
+                if deadline is not None or waiter is self._poller:
+                    wake_at = self._wake_at(waiter, deadline)
                 if wake_at is None:
                     await parking.park(waiter)
                 else:
@@ -565,10 +571,11 @@ class Scheduler:
         """
         at = None
         if deadline is not None and waiter.deadline == _UNTIMED:
-            if self._timer is None:
+            timer = self._timer
+            if timer is None:
                 at = deadline
             else:
-                self._track(waiter, deadline)
+                self._track(timer, waiter, deadline)
         if waiter is self._poller:
             poll_at = waiter.poll_at
             if poll_at is not None and (at is None or poll_at < at):
@@ -658,10 +665,11 @@ class Scheduler:
                 while entry.state == _QUEUED:
                     at = None
                     if deadline is not None and entry.deadline == _UNTIMED:
-                        if self._timer is None:
+                        timer = self._timer
+                        if timer is None:
                             at = deadline
                         else:
-                            self._track(entry, deadline)
+                            self._track(timer, entry, deadline)
                     if at is None:
                         await parking.park(entry)
                         continue
@@ -857,49 +865,71 @@ class Scheduler:
         """
         if self._timer is not None:
             raise RuntimeError("this scheduler's timer is already running")
-        heap = self._deadlines
+        heap, in_order = self._deadlines, self._in_order
         try:
             while True:
-                with anyio.CancelScope(deadline=heap[0].deadline if heap else _UNTIMED) as sleep:
+                at = _UNTIMED
+                if in_order:
+                    at = in_order[0].deadline
+                if heap and heap[0].deadline < at:
+                    at = heap[0].deadline
+                self._timer_at = at
+                with anyio.CancelScope(deadline=at) as sleep:
                     self._timer = sleep
                     await anyio.sleep_forever()
                 self._expire()
         finally:
             self._timer = None
             # Hand the deadlines back: each waiter keeps its own from now on.
-            for entry in heap:
+            for entry in itertools.chain(in_order, heap):
                 if entry.state == _QUEUED:
                     entry.deadline = _UNTIMED
                     self._wake(entry)
+            in_order.clear()
             heap.clear()
             self._timed = 0
 
-    def _track(self, entry: _Entry, deadline: float) -> None:
-        """The running timer takes ``entry``'s deadline."""
-        timer = self._timer
-        assert timer is not None
+    def _track(self, timer: anyio.CancelScope, entry: _Entry, deadline: float) -> None:
+        """The running ``timer`` takes ``entry``'s deadline."""
         entry.deadline = deadline
-        heapq.heappush(self._deadlines, entry)
+        in_order = self._in_order
+        if not in_order or in_order[-1].deadline <= deadline:
+            in_order.append(entry)
+        else:
+            heapq.heappush(self._deadlines, entry)
         self._timed += 1
-        if deadline < timer.deadline:
-            timer.deadline = deadline  # wakes the timer sooner
+        if deadline < self._timer_at:
+            self._timer_at = timer.deadline = deadline  # wakes the timer sooner
 
     def _untrack(self, entry: _Entry) -> None:
-        """``entry`` stopped waiting: its deadline entry, if any, is now stale."""
+        """``entry`` stopped waiting (its state is set): its deadline entry is now stale."""
         if entry.deadline == _UNTIMED:
             return
         self._timed -= 1
+        in_order = self._in_order
+        while in_order and in_order[0].state != _QUEUED:
+            in_order.popleft()  # the oldest leave first, mostly: nothing else to do
         heap = self._deadlines
-        if len(heap) > 2 * self._timed + _COMPACT_SLACK:
+        if len(in_order) + len(heap) > 2 * self._timed + _COMPACT_SLACK:
+            live = [e for e in in_order if e.state == _QUEUED]
+            in_order.clear()
+            in_order.extend(live)  # in place: the timer holds these two
             heap[:] = [e for e in heap if e.state == _QUEUED]
             heapq.heapify(heap)
 
+    def _next_due(self, now: float) -> _Entry | None:
+        """Take the entry with the earliest deadline if it has passed ``now``, else ``None``."""
+        in_order, heap = self._in_order, self._deadlines
+        if heap and (not in_order or heap[0].deadline < in_order[0].deadline):
+            return heapq.heappop(heap) if heap[0].deadline <= now else None
+        if in_order and in_order[0].deadline <= now:
+            return in_order.popleft()
+        return None
+
     def _expire(self) -> None:
         """The timer's step: time out every waiter whose deadline has passed."""
-        heap = self._deadlines
         now = anyio.current_time()
-        while heap and heap[0].deadline <= now:
-            entry = heapq.heappop(heap)
+        while (entry := self._next_due(now)) is not None:
             if entry.state != _QUEUED:
                 continue  # granted, withdrawn or evicted before its deadline
             if isinstance(entry, Waiter):
