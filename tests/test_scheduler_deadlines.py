@@ -10,6 +10,8 @@ lets an operation land between a waiter's cancelled park and its next step.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -571,3 +573,51 @@ async def test_event_parking_without_current_token(
         await anyio.wait_all_tasks_blocked()
         assert out.ended == {"granted": "granted", "timed": "timed_out", "cancelled": "cancelled"}
         assert (s.queued, s.in_use) == (0, 1)
+
+
+def test_random_deadlines_each_expire_exactly_on_time() -> None:
+    """200 waiters with deadlines in and out of arrival order (so both of the timer's lanes
+    fill), grants and cancellations in between, on trio's virtual clock: each waiter that
+    times out does so exactly at its deadline, each granted one before it, and the counts
+    agree at every step."""
+
+    async def main() -> None:
+        rng = random.Random(3)
+        s = make(queue=1000)
+        assert s.try_acquire()
+        out = Outcomes(s)
+        deadlines: dict[str, float] = {}
+        async with running(s) as tg:
+            start = anyio.current_time()
+            for i in range(200):
+                name = f"w{i}"
+                # Deadlines on half-units, grants and cancellations on quarter-units: no ties.
+                deadline = start + rng.randrange(2, 200) / 2 if i % 5 else start + i / 2 + 1
+                deadlines[name] = deadline
+                tg.start_soon(out.acquire, name, rng.choice([HIGH, NORMAL, LOW]), "", i, deadline)
+                await anyio.wait_all_tasks_blocked()
+            assert len(s._in_order) >= 5  # both of the timer's lanes are in use
+            assert len(s._deadlines) >= 5
+            check_invariants(s)
+            for step in range(400):
+                await anyio.sleep_until(start + step / 4 + 0.25)
+                if rng.random() < 0.3 and s.queued:
+                    s.release()  # the holder is done: the slot goes to the next waiter
+                elif rng.random() < 0.1:
+                    live = [n for n in deadlines if n not in out.ended and n in out.scopes]
+                    if live:
+                        out.scopes[rng.choice(live)].cancel()
+                await anyio.wait_all_tasks_blocked()
+                check_invariants(s)
+            await out.ended_all(*deadlines)
+        outcomes = Counter(out.ended.values())
+        assert outcomes["timed_out"] > 20
+        assert outcomes["granted"] > 20
+        assert outcomes["cancelled"] > 5
+        for name, how in out.ended.items():
+            if how == "timed_out":
+                assert out.at[name] == deadlines[name], name
+            elif how == "granted":
+                assert out.at[name] < deadlines[name], name
+
+    anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
