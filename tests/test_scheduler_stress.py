@@ -142,14 +142,16 @@ async def scenario(seed: int, timer: bool) -> dict[str, Any]:
             end(i, "cancelled")
 
     async def canceller(start: float) -> None:
-        for _ in range(CALLERS // 8):
-            await anyio.sleep_until(start + rng.uniform(0.0, ARRIVALS + 0.1))
+        crng = random.Random(seed + 1)  # its own: the callers' draws do not move its times
+        for at in sorted(crng.uniform(0.0, ARRIVALS) for _ in range(CALLERS // 8)):
+            await anyio.sleep_until(start + at)
             # Mostly callers still waiting; one in four holding a slot (it must release).
-            holding = rng.random() < 0.25
-            targets = [i for i in scopes if (ended.get(i) == "granted") == holding]
-            targets = [i for i in targets if holding or i not in ended]
+            if crng.random() < 0.25:
+                targets = [i for i, how in ended.items() if how == "granted"]
+            else:
+                targets = [i for i in scopes if i not in ended]
             if targets:
-                scopes[rng.choice(targets)].cancel()
+                scopes[crng.choice(targets)].cancel()
 
     async def staller() -> None:
         while not done.is_set():
@@ -217,7 +219,10 @@ async def scenario(seed: int, timer: bool) -> dict[str, Any]:
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 for i in range(CALLERS):
-                    tg.start_soon(caller, i, rng.uniform(0.0, ARRIVALS), start)
+                    # A burst first (twice what slots and queue hold: refusals, evictions),
+                    # then arrivals spread out.
+                    arrive = 0.0 if i < 2 * (LIMIT + QUEUE) else rng.uniform(0.0, ARRIVALS)
+                    tg.start_soon(caller, i, arrive, start)
                 tg.start_soon(canceller, start)
         done.set()
         check_invariants(s)

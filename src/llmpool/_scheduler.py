@@ -40,11 +40,13 @@ Rules, in order:
 
 The scheduler is a counter plus queues of waiters; it knows nothing of clients or HTTP. A
 queued request is a small record (``Waiter``) in those queues while its task is parked once:
-on a bare future (asyncio) or on the task itself (trio's ``wait_task_rescheduled``). Every
-way out of the queue (grant, cancellation, deadline, eviction) is O(1) (amortized): session
-queues are linked lists, the retry lane and the deadlines are heaps whose departed entries
-are skipped and compacted away. A waiter removes itself when cancelled (its place is freed
-at once) and hands a slot it was granted but can no longer use straight back. It raises only
+on a bare future (asyncio) or on the task itself (trio's ``wait_task_rescheduled``). Leaving
+the queue is O(1) (amortized) whichever way (grant, cancellation, deadline, eviction; finding
+the newest waiter to evict scans the class's sessions): session queues are linked lists, the
+retry lane, the places queue and the timer's deadlines are heaps (the deadlines that come in
+order a deque) whose departed entries are skipped, then compacted away once they outnumber
+the live ones. A waiter removes itself when cancelled (its place is freed at once) and
+hands a slot it was granted but can no longer use straight back. It raises only
 the private ``QueueFull`` and ``QueueTimedOut``; the manager turns them into typed errors
 with the request's context.
 """
@@ -109,8 +111,8 @@ class _Entry:
 
     ``handle`` is how its task is woken: ``None`` when no task waits (sync use), else the
     parking's token (an asyncio future, a trio task, ``_AWAKE``). ``deadline`` is the queue
-    deadline while the scheduler's timer holds the entry in its heap (else ``_UNTIMED``);
-    entries order by it there.
+    deadline once the scheduler's timer holds the entry (else ``_UNTIMED``); entries order
+    by it in the timer's heap, and keep it when they leave (their stale entries stay put).
     """
 
     __slots__ = ("deadline", "handle", "state")
