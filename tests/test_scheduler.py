@@ -316,7 +316,7 @@ def test_grant_between_poll_timeout_and_wakeup_is_not_lost() -> None:
             head = scheduler._poller
             assert head is not None
             assert head.poll_at is not None
-            future = head.event._future  # type: ignore[union-attr]
+            future = head.handle  # the bare future it is parked on
 
             def grant_when_cancelled() -> None:
                 nonlocal gate_open
@@ -362,3 +362,98 @@ def test_other_budget_key_overtakes_a_blocked_head_same_key_does_not() -> None:
     assert big_head.granted
     assert not big_late.granted  # no slot left: 3 in use
     assert scheduler.queued == 1
+
+
+async def test_waiter_woken_twice_in_one_tick_is_granted_once() -> None:
+    """In one tick the gate's head waiter is woken to re-check sooner and then granted: its
+    task is woken once (trio allows one reschedule per park) and it holds the slot."""
+    delay = 10.0
+
+    def gate(claim: object) -> float:
+        return delay
+
+    scheduler = Scheduler(max_concurrency=1, max_queue_size=10, starvation_limit=10, gate=gate)
+    granted = anyio.Event()
+
+    async def waiter() -> None:
+        await scheduler.acquire(NORMAL, "s", 0)
+        granted.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert scheduler._poller is not None  # parked until its re-check in 10 s
+            delay = 1.0
+            scheduler.kick()  # a sooner re-check: the waiter is woken ...
+            delay = 0.0
+            scheduler.kick()  # ... and granted before it runs
+            await granted.wait()
+    assert (scheduler.in_use, scheduler.queued) == (1, 0)
+
+
+async def test_places_go_highest_class_first_then_by_arrival() -> None:
+    """Callers waiting for a place in a full queue get one as grants free them: highest class
+    first, arrival order within a class; one that stopped waiting (cancelled) is passed over
+    and its turn is not lost."""
+    scheduler = Scheduler(max_concurrency=1, max_queue_size=1, starvation_limit=10)
+    assert scheduler.try_acquire()
+    order: list[str] = []
+    scopes: dict[str, anyio.CancelScope] = {}
+
+    async def wait_then_queue(name: str, rank: int, seq: int) -> None:
+        with anyio.CancelScope() as scopes[name]:
+            await scheduler.wait_for_space(rank, seq)
+            order.append(name)
+            await scheduler.acquire(rank, name, seq)
+            scheduler.release()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_then_queue, "first", HIGH, 0)  # nobody can evict it
+            await anyio.wait_all_tasks_blocked()
+            for name, rank, seq in [
+                ("low-1", LOW, 1),
+                ("high-3", HIGH, 3),
+                ("normal-2", NORMAL, 2),
+                ("high-4", HIGH, 4),
+                ("high-0", HIGH, 0),
+            ]:
+                tg.start_soon(wait_then_queue, name, rank, seq)
+            await anyio.wait_all_tasks_blocked()
+            assert scheduler._space_live == 5
+            scopes["high-3"].cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert scheduler._space_live == 4
+            scheduler.release()  # "first" is granted: its place goes to high-0, and so on
+    assert order == ["first", "high-0", "high-4", "normal-2", "low-1"]
+    assert (scheduler.in_use, scheduler.queued, scheduler._space_live) == (0, 0, 0)
+
+
+async def test_place_not_used_because_a_slot_was_free_is_passed_on() -> None:
+    """A caller woken for a place finds the queue empty and a slot free, and takes the slot
+    at once without queueing: the place it was given is still free, so the next caller
+    waiting for one must get it (else it waits for good with the queue empty)."""
+    scheduler = Scheduler(max_concurrency=1, max_queue_size=1, starvation_limit=10)
+    assert scheduler.try_acquire()
+    queued = scheduler.enqueue(NORMAL, "q", 0)
+    entered: list[str] = []
+
+    async def wait_then_acquire(name: str, seq: int) -> None:
+        await scheduler.wait_for_space(NORMAL, seq)
+        entered.append(name)
+        await scheduler.acquire(NORMAL, name, seq)
+        scheduler.release()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_then_acquire, "first", 1)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(wait_then_acquire, "second", 2)
+            await anyio.wait_all_tasks_blocked()
+            scheduler.release()  # "q" is granted: its place goes to "first" ...
+            assert queued.granted
+            scheduler.release()  # ... and "q" is done before "first" runs: a slot is free
+            assert (scheduler.in_use, scheduler.queued) == (0, 0)
+    assert entered == ["first", "second"]
+    assert (scheduler.in_use, scheduler.queued, scheduler._space_live) == (0, 0, 0)

@@ -31,24 +31,42 @@ Rules, in order:
    never evicted and always admitted. ``wait_for_space`` is the back-pressure alternative to
    a refusal: the caller waits, highest class first and FIFO within one, for a place.
 
+7. **Queue deadlines**: ``acquire`` and ``wait_for_space`` take an absolute ``deadline`` on
+   the event loop's clock (``anyio.current_time()``, seconds). A waiter still queued when it
+   passes leaves the queue and raises ``QueueTimedOut``; one granted first keeps its slot.
+   One timer enforces every deadline: the owner runs ``Scheduler.run_timer`` in its task
+   group for the scheduler's life. Without it each waiter falls back to a cancel scope of
+   its own, with the same outcomes.
+
 The scheduler is a counter plus queues of waiters; it knows nothing of clients or HTTP. A
-waiter removes itself when cancelled (its place is freed at once) and hands a slot it was
-granted but can no longer use straight back. It raises only the private ``QueueFull``;
-the manager turns it into a typed error with the request's context.
+queued request is a small record (``Waiter``) in those queues while its task is parked once:
+on a bare future (asyncio) or on the task itself (trio's ``wait_task_rescheduled``). Leaving
+the queue is O(1) (amortized) whichever way (grant, cancellation, deadline, eviction; finding
+the newest waiter to evict scans the class's sessions): session queues are linked lists, the
+retry lane, the places queue and the timer's deadlines are heaps (the deadlines that come in
+order a deque) whose departed entries are skipped, then compacted away once they outnumber
+the live ones. A waiter removes itself when cancelled (its place is freed at once) and
+hands a slot it was granted but can no longer use straight back. It raises only
+the private ``QueueFull`` and ``QueueTimedOut``; the manager turns them into typed errors
+with the request's context.
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
+import itertools
 import math
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from typing import Any, Final, Protocol, cast
+from collections import Counter, OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate", "QueueEvicted", "QueueFull", "Scheduler", "Signal", "Waiter", "signal_factory"]
+if TYPE_CHECKING:
+    import trio.lowlevel
+
+__all__ = ["Gate", "QueueEvicted", "QueueFull", "QueueTimedOut", "Scheduler", "Waiter"]
 
 Gate = Callable[[Any], float]
 """``gate(claim) -> seconds``: reserve budget for ``claim`` and return 0.0, or return how many
@@ -56,58 +74,15 @@ seconds until it could (nothing reserved)."""
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
 _MIN_POLL: Final = 0.001  # seconds: the shortest wait before re-checking the gate
+_UNTIMED: Final = math.inf  # ``deadline`` of an entry the timer does not hold
+_COMPACT_SLACK: Final = 32  # departed heap entries tolerated beyond the live ones
 
-
-class Signal(Protocol):
-    """A one-shot wake-up: ``set`` once, ``wait`` until set (``anyio.Event``'s shape)."""
-
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
-
-
-class _FutureSignal:
-    """An asyncio future as a ``Signal``.
-
-    A queued waiter is parked on one of these on asyncio. ``anyio.Event`` wraps an
-    ``asyncio.Event``, whose ``collections.deque`` of waiters and instance dict cost about
-    1 KB per queued request (tracemalloc, docs/performance.md); a bare future is what anyio's
-    own asyncio ``Semaphore`` parks on. Cancelling the awaiting task cancels the future, so
-    ``set`` must tolerate a done future.
-    """
-
-    __slots__ = ("_future",)
-
-    def __init__(self, future: Any) -> None:
-        self._future = future
-
-    def set(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
-
-    def is_set(self) -> bool:
-        # A future cancelled with its waiting task (a timeout) was not set.
-        future = self._future
-        return bool(future.done() and not future.cancelled())
-
-    async def wait(self) -> None:
-        await self._future
-
-
-def signal_factory() -> Callable[[], Signal]:
-    """The running event loop's cheapest ``Signal`` constructor.
-
-    On asyncio (any loop with ``create_future``, uvloop included, found through anyio's public
-    ``anyio.lowlevel.current_token()``): a ``_FutureSignal``. Elsewhere (trio), or on an anyio
-    without ``current_token``: the backend's ``anyio.Event`` class, built directly
-    (``anyio.Event()`` looks the backend up on every call).
-    """
-    current_token = getattr(anyio.lowlevel, "current_token", None)
-    if current_token is not None:
-        create_future = getattr(current_token().native_token, "create_future", None)
-        if create_future is not None:
-            return lambda: _FutureSignal(create_future())
-    return cast(Callable[[], Signal], type(anyio.Event()))
+# An entry's ``state``. A space waiter is ``_GRANTED`` when handed a place.
+_QUEUED: Final = 0
+_GRANTED: Final = 1
+_EVICTED: Final = 2
+_TIMED_OUT: Final = 3
+_WITHDRAWN: Final = 4
 
 
 class QueueFull(Exception):
@@ -118,26 +93,56 @@ class QueueEvicted(QueueFull):
     """Internal: a queued waiter was evicted to make room for a higher-priority one."""
 
 
-class Waiter:
-    """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``event``."""
+class QueueTimedOut(Exception):
+    """Internal: the waiter's queue deadline passed before it was granted (or given a place)."""
 
-    __slots__ = (
-        "claim",
-        "event",
-        "evicted",
-        "granted",
-        "key",
-        "poll_at",
-        "rank",
-        "retry",
-        "seq",
-        "session",
-    )
+
+class _Awake:
+    """``_Entry.handle`` of an entry whose task is not parked right now (trio)."""
+
+    __slots__ = ()
+
+
+_AWAKE: Final = _Awake()
+
+
+class _Entry:
+    """Something a task waits for: a slot (``Waiter``) or a place (``_SpaceWaiter``).
+
+    ``handle`` is how its task is woken: ``None`` when no task waits (sync use), else the
+    parking's token (an asyncio future, a trio task, ``_AWAKE``). ``deadline`` is the queue
+    deadline once the scheduler's timer holds the entry (else ``_UNTIMED``); entries order
+    by it in the timer's heap, and keep it when they leave (their stale entries stay put).
+    """
+
+    __slots__ = ("deadline", "handle", "state")
+
+    def __init__(self) -> None:
+        self.deadline = _UNTIMED
+        self.handle: Any = None
+        self.state = _QUEUED
+
+    def __lt__(self, other: _Entry) -> bool:
+        return self.deadline < other.deadline
+
+    def abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        """Trio's abort callback: the parked task is being cancelled; let it go."""
+        import trio.lowlevel  # only trio calls it: trio is imported by then
+
+        self.handle = _AWAKE
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class Waiter(_Entry):
+    """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``handle``."""
+
+    __slots__ = ("claim", "key", "next", "poll_at", "prev", "rank", "retry", "seq", "session")
 
     def __init__(self, rank: int, session: str, seq: int, retry: bool, claim: Any = None) -> None:
-        self.event: Signal | None = None  # set by ``acquire``; absent in sync tests
-        self.granted = False
-        self.evicted = False  # removed to make room for a higher class (set with ``event``)
+        # _Entry's fields, set here: no super().__init__() call on the hot path.
+        self.deadline = _UNTIMED
+        self.handle = None
+        self.state = _QUEUED
         self.key: object = None  # the budget it draws on (``gate_key(claim)``)
         self.rank = rank
         self.session = session
@@ -145,93 +150,272 @@ class Waiter:
         self.retry = retry
         self.claim = claim  # what the gate reserves budget for (the manager's Request)
         self.poll_at: float | None = None  # woken to re-check the gate at this time
+        self.prev: Waiter | None = None  # neighbours in its session's queue
+        self.next: Waiter | None = None
+
+    @property
+    def granted(self) -> bool:
+        """Whether it was granted a slot."""
+        return self.state == _GRANTED
+
+    @property
+    def evicted(self) -> bool:
+        """Whether it was removed to make room for a higher class."""
+        return self.state == _EVICTED
 
 
-def _arrival(waiter: Waiter) -> int:
-    return waiter.seq
-
-
-class _SpaceWaiter:
+class _SpaceWaiter(_Entry):
     """A caller waiting for a place in a full queue (``Scheduler.wait_for_space``)."""
 
-    __slots__ = ("rank", "seq", "signal", "woken")
+    __slots__ = ("rank", "seq")
 
-    def __init__(self, rank: int, seq: int, signal: Signal) -> None:
+    def __init__(self, rank: int, seq: int) -> None:
+        super().__init__()
         self.rank = rank
         self.seq = seq
-        self.signal = signal
-        self.woken = False  # handed a place (the signal may not reach a cancelled wait)
 
 
-def _space_order(entry: _SpaceWaiter) -> tuple[int, int]:
-    return entry.rank, entry.seq
+class _Parking(Protocol):
+    """How a task parks on an entry and is woken (one implementation per event loop)."""
+
+    def prepare(self, entry: _Entry) -> None:
+        """Mark ``entry`` as waited for by the current task (before any wake can reach it)."""
+
+    def park(self, entry: _Entry) -> Awaitable[object]:
+        """What the current task awaits until ``wake(entry)`` or its cancellation."""
+
+    def wake(self, entry: _Entry) -> None:
+        """Wake ``entry``'s task if it is parked (a no-op otherwise)."""
+
+
+class _FutureParking:
+    """asyncio (uvloop included): the task awaits a bare future of the running loop.
+
+    A future is what asyncio's and anyio's own ``Semaphore`` park on; awaited directly, not
+    through an ``Event.wait`` coroutine, it adds no coroutine frame. Cancelling the task
+    cancels the future, so ``wake`` tolerates a done future.
+    """
+
+    __slots__ = ("_create_future",)
+
+    def __init__(self, create_future: Callable[[], Any]) -> None:
+        self._create_future = create_future
+
+    def prepare(self, entry: _Entry) -> None:
+        entry.handle = self._create_future()
+
+    def park(self, entry: _Entry) -> Awaitable[object]:
+        future = entry.handle
+        if future.done():  # woken or cancelled before: a future is set once
+            future = entry.handle = self._create_future()
+        return future  # type: ignore[no-any-return]
+
+    @staticmethod
+    def wake(entry: _Entry) -> None:
+        future = entry.handle
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+class _TaskParking:
+    """trio: the task itself is parked (``trio.lowlevel.wait_task_rescheduled``).
+
+    The cheapest park trio has: ``trio.Event`` (which anyio's ``Event`` wraps) adds a set of
+    tasks, its own coroutine frame and anyio's. ``handle`` holds the task while it is parked,
+    so it is rescheduled at most once per park (trio requires exactly one ``reschedule`` per
+    wait, and a cancelled wait counts as one: ``_Entry.abort`` clears ``handle``).
+    """
+
+    __slots__ = ("_current_task", "_reschedule", "_wait")
+
+    def __init__(self) -> None:
+        import trio.lowlevel  # built only while trio runs: no import at module level
+
+        self._current_task = trio.lowlevel.current_task
+        self._reschedule = trio.lowlevel.reschedule
+        self._wait = trio.lowlevel.wait_task_rescheduled
+
+    @staticmethod
+    def prepare(entry: _Entry) -> None:
+        entry.handle = _AWAKE
+
+    def park(self, entry: _Entry) -> Awaitable[object]:
+        entry.handle = self._current_task()
+        return self._wait(entry.abort)
+
+    def wake(self, entry: _Entry) -> None:
+        task = entry.handle
+        if task is not None and task is not _AWAKE:
+            entry.handle = _AWAKE
+            self._reschedule(task)
+
+
+class _EventParking:
+    """Any backend, on an anyio without ``lowlevel.current_token`` (< 4.11): an ``Event``."""
+
+    __slots__ = ("_new_event",)
+
+    def __init__(self) -> None:
+        # anyio.Event() looks the backend up on every call; its class is built directly.
+        self._new_event = type(anyio.Event())
+
+    def prepare(self, entry: _Entry) -> None:
+        entry.handle = self._new_event()
+
+    def park(self, entry: _Entry) -> Awaitable[object]:
+        event = entry.handle
+        if event.is_set():
+            event = entry.handle = self._new_event()
+        return event.wait()  # type: ignore[no-any-return]
+
+    @staticmethod
+    def wake(entry: _Entry) -> None:
+        if entry.handle is not None:
+            entry.handle.set()
+
+
+def _parking() -> _Parking:
+    """The running event loop's cheapest parking (found through anyio's public API)."""
+    current_token = getattr(anyio.lowlevel, "current_token", None)
+    if current_token is None:
+        return _EventParking()
+    create_future = getattr(current_token().native_token, "create_future", None)
+    if create_future is not None:
+        return _FutureParking(create_future)
+    return _TaskParking()
+
+
+def _no_wake(entry: _Entry) -> None:
+    """``Scheduler._wake`` before any task waited: no entry has a task to wake."""
+
+
+class _Lane:
+    """One session's fresh waiters, FIFO: a doubly linked list through ``Waiter.prev/next``."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, waiter: Waiter) -> None:
+        self.head: Waiter | None = waiter
+        self.tail: Waiter | None = waiter
 
 
 class _ClassQueue:
-    """Waiters of one priority class: a retry lane, then sessions in round-robin."""
+    """Waiters of one priority class: a retry lane, then sessions in round-robin.
 
-    __slots__ = ("live", "retries", "rotation", "sessions")
+    ``sessions`` is in rotation order (next turn first) and holds only sessions with waiters,
+    so a session whose last waiter leaves drops out of the rotation in O(1). The retry lane
+    is a heap by arrival sequence; entries of waiters that left stay until they surface or
+    outnumber the live ones (then the heap is rebuilt), so the caller sets a leaving
+    waiter's ``state`` before ``remove``.
+    """
+
+    __slots__ = ("live", "order", "retries", "retry_live", "sessions")
 
     def __init__(self) -> None:
-        self.live = 0
-        self.retries: list[Waiter] = []  # sorted by arrival sequence
-        self.sessions: dict[str, deque[Waiter]] = {}
-        self.rotation: deque[str] = deque()  # sessions with waiters, next turn first
+        self.live = 0  # waiters queued, retries included
+        self.retries: list[tuple[int, int, Waiter]] = []  # heap: (seq, push order, waiter)
+        self.retry_live = 0
+        self.order = itertools.count()  # retries of equal seq keep their arrival order
+        self.sessions: OrderedDict[str, _Lane] = OrderedDict()
 
     def push(self, waiter: Waiter) -> None:
         self.live += 1
         if waiter.retry:
-            bisect.insort(self.retries, waiter, key=_arrival)
+            heapq.heappush(self.retries, (waiter.seq, next(self.order), waiter))
+            self.retry_live += 1
             return
-        queue = self.sessions.get(waiter.session)
-        if queue is None:
-            queue = self.sessions[waiter.session] = deque()
-            self.rotation.append(waiter.session)
-        queue.append(waiter)
+        lane = self.sessions.get(waiter.session)
+        if lane is None:
+            self.sessions[waiter.session] = _Lane(waiter)  # joins the rotation at the back
+            return
+        tail = lane.tail
+        assert tail is not None
+        tail.next = waiter
+        waiter.prev = tail
+        lane.tail = waiter
+
+    def _retry_head(self) -> Waiter:
+        retries = self.retries
+        while retries[0][2].state != _QUEUED:
+            heapq.heappop(retries)
+        return retries[0][2]
 
     def peek(self) -> Waiter:
-        if self.retries:
-            return self.retries[0]
-        return self.sessions[self.rotation[0]][0]
+        if self.retry_live:
+            return self._retry_head()
+        head = next(iter(self.sessions.values())).head
+        assert head is not None
+        return head
 
     def pop(self) -> Waiter:
+        """Take the next waiter in grant order (its session moves to the back of the turn)."""
         self.live -= 1
-        if self.retries:
-            return self.retries.pop(0)
-        session = self.rotation.popleft()
-        queue = self.sessions[session]
-        waiter = queue.popleft()
-        if queue:
-            self.rotation.append(session)
+        if self.retry_live:
+            waiter = self._retry_head()
+            heapq.heappop(self.retries)
+            self.retry_live -= 1
+            return waiter
+        sessions = self.sessions
+        session = next(iter(sessions))
+        lane = sessions[session]
+        head = lane.head
+        assert head is not None
+        following = head.next
+        if following is None:
+            del sessions[session]
         else:
-            del self.sessions[session]
-        return waiter
+            following.prev = head.next = None
+            lane.head = following
+            sessions.move_to_end(session)
+        return head
+
+    def remove(self, waiter: Waiter) -> None:
+        """Take ``waiter`` out wherever it is, without moving its session's turn."""
+        self.live -= 1
+        if waiter.retry:
+            self.retry_live -= 1
+            if len(self.retries) > 2 * self.retry_live + _COMPACT_SLACK:
+                self.retries = [e for e in self.retries if e[2].state == _QUEUED]
+                heapq.heapify(self.retries)
+            return
+        prev, following = waiter.prev, waiter.next
+        if prev is None and following is None:
+            del self.sessions[waiter.session]
+            return
+        lane = self.sessions[waiter.session]
+        if prev is None:
+            lane.head = following
+        else:
+            prev.next = following
+        if following is None:
+            lane.tail = prev
+        else:
+            following.prev = prev
+        waiter.prev = waiter.next = None
 
     def newest_fresh(self) -> Waiter | None:
-        """The most recently arrived waiter that is not a retry, or ``None``."""
+        """The most recently arrived waiter that is not a retry, or ``None``.
+
+        The highest arrival sequence among the sessions' last waiters: O(sessions).
+        """
         newest: Waiter | None = None
-        for queue in self.sessions.values():
-            tail = queue[-1]
+        for lane in self.sessions.values():
+            tail = lane.tail
+            assert tail is not None
             if newest is None or tail.seq > newest.seq:
                 newest = tail
         return newest
 
     def waiters(self) -> Iterator[Waiter]:
         """Every waiter in grant order: the retry lane, then sessions in turn (FIFO each)."""
-        yield from self.retries
-        for session in self.rotation:
-            yield from self.sessions[session]
-
-    def remove(self, waiter: Waiter) -> None:
-        self.live -= 1
-        if waiter.retry:
-            self.retries.remove(waiter)
-            return
-        queue = self.sessions[waiter.session]
-        queue.remove(waiter)
-        if not queue:
-            del self.sessions[waiter.session]
-            self.rotation.remove(waiter.session)
+        for _, _, retry in sorted(self.retries):
+            if retry.state == _QUEUED:
+                yield retry
+        for lane in self.sessions.values():
+            waiter = lane.head
+            while waiter is not None:
+                yield waiter
+                waiter = waiter.next
 
 
 class Scheduler:
@@ -258,7 +442,9 @@ class Scheduler:
         self._gate = gate
         self._gate_key = gate_key
         self._keys: Counter[object] = Counter()  # queued waiters per budget key
-        self._new_signal: Callable[[], Signal] | None = None
+        # A scheduler lives in one event loop: its parking is found at the first wait.
+        self._parking: _Parking | None = None
+        self._wake: Callable[[_Entry], None] = _no_wake
         self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
         self._max_queue = max_queue_size
@@ -267,8 +453,20 @@ class Scheduler:
         self._queued = 0
         self._classes = tuple(_ClassQueue() for _ in range(_CLASSES))
         self._bypassed = [0] * _CLASSES
-        # Callers waiting for a place in a full queue, highest class then arrival first.
-        self._space: list[_SpaceWaiter] = []
+        # Callers waiting for a place in a full queue: a heap, highest class then arrival
+        # first; entries of callers that left are skipped (``_space_live`` counts the rest).
+        self._space: list[tuple[int, int, int, _SpaceWaiter]] = []
+        self._space_live = 0
+        self._space_order = itertools.count()
+        # The timer: the entries whose deadline it holds, departed ones included until they
+        # surface or are compacted away. Deadlines that come in order (one queue_timeout for
+        # all: the usual case) queue in arrival order, no comparisons needed; the others in
+        # a heap. ``_timed`` counts the entries still waiting. Its sleep: None, not running.
+        self._in_order: deque[_Entry] = deque()
+        self._deadlines: list[_Entry] = []  # heap by deadline
+        self._timed = 0
+        self._timer: anyio.CancelScope | None = None
+        self._timer_at = _UNTIMED  # its sleep's deadline (read often, kept as a float)
 
     @property
     def in_use(self) -> int:
@@ -291,22 +489,31 @@ class Scheduler:
             if self._gate is not None and self._gate(claim) > 0.0:
                 return False
             self._in_use += 1
+            if self._space:
+                # A caller woken for a place took a slot at once instead: the place it was
+                # given is still free, so the next caller waiting for one gets it.
+                self._wake_space()
             return True
         return False
 
-    def _new_event(self) -> Signal:
-        # A scheduler lives in one event loop: the backend's signal factory is found once.
-        factory = self._new_signal
-        if factory is None:
-            factory = self._new_signal = signal_factory()
-        return factory()
+    def _find_parking(self) -> _Parking:
+        parking = self._parking = _parking()
+        self._wake = parking.wake
+        return parking
 
     def kick(self) -> None:
         """Re-run the grant loop: budget came back (a refund) outside ``release``."""
         self._dispatch()
 
     async def acquire(
-        self, rank: int, session: str, seq: int, *, retry: bool = False, claim: Any = None
+        self,
+        rank: int,
+        session: str,
+        seq: int,
+        *,
+        retry: bool = False,
+        claim: Any = None,
+        deadline: float | None = None,
     ) -> None:
         """Wait for a slot.
 
@@ -317,59 +524,75 @@ class Scheduler:
             retry: the request is coming back from a backoff: it skips the size check and
                 goes ahead of later arrivals in its class.
             claim: passed to the gate at grant time.
+            deadline: absolute time on the event loop's clock (``anyio.current_time()``,
+                seconds) by which the slot must be granted; ``None`` (default) or ``inf``:
+                no deadline. A free slot is taken at once whatever the deadline.
 
         Raises:
             QueueFull: no slot is free and the queue is full (only when ``retry`` is false).
+            QueueEvicted: evicted from the queue to make room for a higher class.
+            QueueTimedOut: ``deadline`` passed before a grant.
         """
         if self.try_acquire(claim):
             return
         waiter = self.enqueue(rank, session, seq, retry=retry, claim=claim)
-        waiter.event = self._new_event()
+        parking = self._parking or self._find_parking()
+        parking.prepare(waiter)
+        if deadline is not None and not deadline < _UNTIMED:
+            deadline = None
         try:
             if self._in_use < self._limit:
                 self._dispatch()  # a free slot but no budget: arm the gate's re-check
-            # ``granted`` is checked before every wait: a grant can land while the waiter's
-            # signal is unusable (an asyncio future cancelled by a timed-out re-check), and
-            # the fresh signal installed after it would then never be set.
-            while not waiter.granted:
-                await waiter.event.wait()
-                if waiter.evicted:
-                    raise QueueEvicted
-                if not waiter.granted:
-                    await self._poll(waiter)
+            # The state is checked before every park: a grant can land while the waiter is
+            # not parked (its timed park was just cancelled), and it must see it then.
+            while waiter.state == _QUEUED:
+                wake_at = None
+                if deadline is not None or waiter is self._poller:
+                    wake_at = self._wake_at(waiter, deadline)
+                if wake_at is None:
+                    await parking.park(waiter)
+                else:
+                    with anyio.CancelScope(deadline=wake_at):
+                        await parking.park(waiter)
+                    if waiter.state == _QUEUED:
+                        self._due(waiter, deadline)
+            if waiter.state != _GRANTED:
+                raise QueueEvicted if waiter.state == _EVICTED else QueueTimedOut
         except BaseException:
-            if waiter.granted:
+            if waiter.state == _GRANTED:
                 self.release()  # granted while being cancelled: hand the slot on
-            elif not waiter.evicted:  # an evicted waiter has already left the queue
+            elif waiter.state == _QUEUED:
                 self.withdraw(waiter)
-                if self._poller is waiter:
-                    self._poller = None
-                    self._dispatch()  # someone else re-checks the gate
             raise
 
-    async def _poll(self, waiter: Waiter) -> None:
-        """The blocked head's re-check of the gate.
+    def _wake_at(self, waiter: Waiter, deadline: float | None) -> float | None:
+        """When ``waiter``'s own task must wake if nobody wakes it first, or ``None``.
 
-        Sleeps until ``poll_at`` (cut short by a grant or a sooner re-check), then runs the
-        grant loop again.
+        Its deadline goes to the timer if one runs (else the task keeps it); the gate's
+        poller also wakes for its re-check.
         """
-        event = waiter.event = self._new_event()
-        poll_at = waiter.poll_at
-        if poll_at is not None:
-            with anyio.move_on_after(max(0.0, poll_at - anyio.current_time())):
-                await event.wait()
-        if waiter.granted or waiter.evicted or event.is_set():
-            # Granted (possibly between the timeout and this task running again, when the
-            # cancelled future could not carry the wake-up), or asked to re-check sooner:
-            # the caller's loop sees which.
-            return
-        # The timed-out wait may have consumed its signal (an asyncio future is cancelled
-        # with the wait): the grant or re-arm below needs a fresh one.
-        waiter.event = self._new_event()
-        if self._poller is waiter:
+        at = None
+        if deadline is not None and waiter.deadline == _UNTIMED:
+            timer = self._timer
+            if timer is None:
+                at = deadline
+            else:
+                self._track(timer, waiter, deadline)
+        if waiter is self._poller:
+            poll_at = waiter.poll_at
+            if poll_at is not None and (at is None or poll_at < at):
+                at = poll_at
+        return at
+
+    def _due(self, waiter: Waiter, deadline: float | None) -> None:
+        """``waiter``'s timed park ended with nobody waking it: its deadline or re-check."""
+        now = anyio.current_time()
+        if deadline is not None and waiter.deadline == _UNTIMED and now >= deadline:
+            self._drop(waiter, _TIMED_OUT)
+        elif waiter is self._poller and waiter.poll_at is not None and now >= waiter.poll_at:
             self._poller = None
-        waiter.poll_at = None
-        self._dispatch()  # may grant this waiter, re-arm it, or arm another head
+            waiter.poll_at = None
+            self._dispatch()  # may grant this waiter, re-arm it, or arm another head
 
     def enqueue(
         self, rank: int, session: str, seq: int, *, retry: bool = False, claim: Any = None
@@ -402,15 +625,10 @@ class Scheduler:
             victim = self._classes[lower].newest_fresh()
             if victim is None:
                 continue
-            self._classes[lower].remove(victim)
-            self._queued -= 1
-            self._forget_key(victim)
-            self._forget_if_empty(lower)
-            victim.evicted = True
+            self._leave(victim, _EVICTED)
             if victim is self._poller:
                 self._poller = None  # the new waiter's acquire arms the next re-check
-            if victim.event is not None:
-                victim.event.set()
+            self._wake(victim)
             return
         raise QueueFull
 
@@ -420,41 +638,103 @@ class Scheduler:
             return True
         return any(self._classes[lower].sessions for lower in range(rank + 1, _CLASSES))
 
-    async def wait_for_space(self, rank: int, seq: int) -> None:
+    async def wait_for_space(self, rank: int, seq: int, *, deadline: float | None = None) -> None:
         """Back-pressure: wait until a new waiter of ``rank`` can be queued.
 
         Returns at once when ``has_room(rank)``; otherwise waits, highest class first and in
         ``seq`` order within a class, until a place frees. Returns without a checkpoint after
         the check, so a following ``acquire`` queues without being overtaken. A caller
         cancelled after being woken passes the wake-up on.
+
+        Args:
+            rank: priority class, 0 (highest) to 2.
+            seq: arrival sequence number (the order within a class).
+            deadline: absolute time on the event loop's clock (seconds) by which a place
+                must be found; ``None`` (default) or ``inf``: no deadline.
+
+        Raises:
+            QueueTimedOut: ``deadline`` passed first.
         """
+        if deadline is not None and not deadline < _UNTIMED:
+            deadline = None
         while not self.has_room(rank):
-            entry = _SpaceWaiter(rank, seq, self._new_event())
-            bisect.insort(self._space, entry, key=_space_order)
+            entry = _SpaceWaiter(rank, seq)
+            heapq.heappush(self._space, (rank, seq, next(self._space_order), entry))
+            self._space_live += 1
+            parking = self._parking or self._find_parking()
+            parking.prepare(entry)
             try:
-                await entry.signal.wait()
+                while entry.state == _QUEUED:
+                    at = None
+                    if deadline is not None and entry.deadline == _UNTIMED:
+                        timer = self._timer
+                        if timer is None:
+                            at = deadline
+                        else:
+                            self._track(timer, entry, deadline)
+                    if at is None:
+                        await parking.park(entry)
+                        continue
+                    with anyio.CancelScope(deadline=at):
+                        await parking.park(entry)
+                    if entry.state == _QUEUED and anyio.current_time() >= at:
+                        self._leave_space(entry, _TIMED_OUT)
+                if entry.state == _TIMED_OUT:
+                    raise QueueTimedOut
             except BaseException:
-                if entry.woken:
+                if entry.state == _GRANTED:
                     self._wake_space()  # woken and cancelled at once: the place is not lost
-                else:
-                    self._space.remove(entry)
+                elif entry.state == _QUEUED:
+                    self._leave_space(entry, _WITHDRAWN)
                 raise
+
+    def _leave_space(self, entry: _SpaceWaiter, state: int) -> None:
+        """A caller stops waiting for a place (cancelled, timed out)."""
+        entry.state = state
+        self._space_live -= 1
+        self._untrack(entry)
+        space = self._space
+        if len(space) > 2 * self._space_live + _COMPACT_SLACK:
+            space[:] = [e for e in space if e[3].state == _QUEUED]
+            heapq.heapify(space)
 
     def _wake_space(self) -> None:
         """A place freed: wake the first caller waiting for one."""
-        if self._space and self._queued < self._max_queue:
-            entry = self._space.pop(0)
-            entry.woken = True
-            entry.signal.set()
+        space = self._space
+        while space and self._queued < self._max_queue:
+            entry = heapq.heappop(space)[3]
+            if entry.state != _QUEUED:
+                continue  # it left: skip its entry
+            entry.state = _GRANTED
+            self._space_live -= 1
+            self._untrack(entry)
+            self._wake(entry)
+            return
 
     def withdraw(self, waiter: Waiter) -> None:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
-        self._classes[waiter.rank].remove(waiter)
-        self._queued -= 1
-        self._forget_key(waiter)
-        self._forget_if_empty(waiter.rank)
+        self._drop(waiter, _WITHDRAWN)
+
+    def _drop(self, waiter: Waiter, state: int) -> None:
+        """``waiter`` leaves the queue ungranted; a poller's re-check passes to another head."""
+        self._leave(waiter, state)
         if self._space:
             self._wake_space()
+        if waiter is self._poller:
+            self._poller = None
+            self._dispatch()  # someone else re-checks the gate
+
+    def _leave(self, waiter: Waiter, state: int) -> None:
+        """Take ``waiter`` out of the queue with its new ``state`` and fix every count."""
+        waiter.state = state
+        rank = waiter.rank
+        queue = self._classes[rank]
+        queue.remove(waiter)
+        self._queued -= 1
+        self._forget_key(waiter)
+        if not queue.live:
+            self._bypassed[rank] = 0
+        self._untrack(waiter)
 
     def release(self) -> None:
         """Return a slot and grant it to the next waiter, if any."""
@@ -475,6 +755,7 @@ class Scheduler:
                         return
                     rank = waiter.rank
                     self._count_grant(rank)
+                    waiter.state = _GRANTED
                     self._classes[rank].remove(waiter)
                 else:
                     self._count_grant(rank)
@@ -482,17 +763,18 @@ class Scheduler:
             else:
                 self._count_grant(rank)
                 waiter = queue.pop()
+            waiter.state = _GRANTED
             self._queued -= 1
             self._forget_key(waiter)
             self._forget_if_empty(rank)
+            if waiter.deadline != _UNTIMED:
+                self._untrack(waiter)
             if self._space:
                 self._wake_space()
-            waiter.granted = True
             if waiter is self._poller:
                 self._poller = None
             self._in_use += 1
-            if waiter.event is not None:
-                waiter.event.set()
+            self._wake(waiter)
 
     def _overtaker(self, blocked: Waiter) -> Waiter | None:
         """The first waiter of another key whose budget the gate reserves now, or ``None``.
@@ -532,7 +814,7 @@ class Scheduler:
 
     def _arm_poll(self, head: Waiter, delay: float) -> None:
         """Have ``head`` re-check the gate in ``delay`` seconds (unless a sooner check is due)."""
-        if head.event is None or not math.isfinite(delay):
+        if head.handle is None or not math.isfinite(delay):
             return  # sync use without waiting tasks, or a gate that never opens
         # At least _MIN_POLL: a re-check at the same clock reading would find the same
         # budget and spin.
@@ -542,7 +824,7 @@ class Scheduler:
             return
         self._poller = head
         head.poll_at = at
-        head.event.set()
+        self._wake(head)
 
     def _choose_class(self) -> int:
         # The highest class with waiters, unless a lower one has been passed over
@@ -567,3 +849,94 @@ class Scheduler:
     def _forget_if_empty(self, rank: int) -> None:
         if not self._classes[rank].live:
             self._bypassed[rank] = 0
+
+    # The timer: one task enforces every queue deadline.
+
+    async def run_timer(self) -> NoReturn:
+        """Enforce the queue deadlines of every waiter, until cancelled.
+
+        The scheduler's owner runs this in its task group for the scheduler's life (the
+        manager starts it on entry and cancels it on exit). It keeps the deadlines in one heap
+        and sleeps until the earliest (sooner when an earlier one arrives); each waiter still
+        queued at its deadline leaves the queue and is woken to raise ``QueueTimedOut``.
+        Without it, each waiter with a deadline keeps a cancel scope of its own; when it
+        stops, the waiters it held get their deadlines back.
+
+        Raises:
+            RuntimeError: a timer already runs for this scheduler.
+        """
+        if self._timer is not None:
+            raise RuntimeError("this scheduler's timer is already running")
+        heap, in_order = self._deadlines, self._in_order
+        try:
+            while True:
+                at = _UNTIMED
+                if in_order:
+                    at = in_order[0].deadline
+                if heap and heap[0].deadline < at:
+                    at = heap[0].deadline
+                self._timer_at = at
+                with anyio.CancelScope(deadline=at) as sleep:
+                    self._timer = sleep
+                    await anyio.sleep_forever()
+                self._expire()
+        finally:
+            self._timer = None
+            # Hand the deadlines back: each waiter keeps its own from now on.
+            for entry in itertools.chain(in_order, heap):
+                if entry.state == _QUEUED:
+                    entry.deadline = _UNTIMED
+                    self._wake(entry)
+            in_order.clear()
+            heap.clear()
+            self._timed = 0
+
+    def _track(self, timer: anyio.CancelScope, entry: _Entry, deadline: float) -> None:
+        """The running ``timer`` takes ``entry``'s deadline."""
+        entry.deadline = deadline
+        in_order = self._in_order
+        if not in_order or in_order[-1].deadline <= deadline:
+            in_order.append(entry)
+        else:
+            heapq.heappush(self._deadlines, entry)
+        self._timed += 1
+        if deadline < self._timer_at:
+            self._timer_at = timer.deadline = deadline  # wakes the timer sooner
+
+    def _untrack(self, entry: _Entry) -> None:
+        """``entry`` stopped waiting (its state is set): its deadline entry is now stale."""
+        if entry.deadline == _UNTIMED:
+            return
+        self._timed -= 1
+        in_order = self._in_order
+        while in_order and in_order[0].state != _QUEUED:
+            in_order.popleft()  # the oldest leave first, mostly: nothing else to do
+        heap = self._deadlines
+        if len(in_order) + len(heap) > 2 * self._timed + _COMPACT_SLACK:
+            live = [e for e in in_order if e.state == _QUEUED]
+            in_order.clear()
+            in_order.extend(live)  # in place: the timer holds these two
+            heap[:] = [e for e in heap if e.state == _QUEUED]
+            heapq.heapify(heap)
+
+    def _next_due(self, now: float) -> _Entry | None:
+        """Take the entry with the earliest deadline if it has passed ``now``, else ``None``."""
+        in_order, heap = self._in_order, self._deadlines
+        if heap and (not in_order or heap[0].deadline < in_order[0].deadline):
+            return heapq.heappop(heap) if heap[0].deadline <= now else None
+        if in_order and in_order[0].deadline <= now:
+            return in_order.popleft()
+        return None
+
+    def _expire(self) -> None:
+        """The timer's step: time out every waiter whose deadline has passed."""
+        now = anyio.current_time()
+        while (entry := self._next_due(now)) is not None:
+            if entry.state != _QUEUED:
+                continue  # granted, withdrawn or evicted before its deadline
+            if isinstance(entry, Waiter):
+                self._drop(entry, _TIMED_OUT)
+            else:
+                assert isinstance(entry, _SpaceWaiter)
+                self._leave_space(entry, _TIMED_OUT)
+            self._wake(entry)
