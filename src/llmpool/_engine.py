@@ -62,7 +62,7 @@ from ._record import CAPTURE
 from ._redact import Redactor
 from ._request import Request, validate_session_id
 from ._retry import backoff_strategy, classify
-from ._scheduler import QueueEvicted, QueueFull, Scheduler
+from ._scheduler import QueueClosed, QueueEvicted, QueueFull, QueueTimedOut, Scheduler
 from ._state import StateStores
 from ._stats import StatsRecorder
 from ._types import Priority, PriorityLike
@@ -175,6 +175,7 @@ class Engine:
             with anyio.move_on_after(self.config.shutdown_grace):
                 await self._wait_idle()
             self._cancelled_all = True
+            self.scheduler.close()  # queued requests wake with ManagerClosedError
             for scope in self.active.values():
                 if scope is not None:
                     scope.cancel()
@@ -596,42 +597,47 @@ class Engine:
             # waiting-mode request waits for a place again (back-pressure, not an error).
             # Inline, not a helper coroutine: one frame less per queued request.
             waits = request.admission == "wait" and not retry
-            with self._scope(deadline=self.now() + request.queue_timeout) as scope:
-                previous = self._enter(request, scope)
-                try:
-                    while True:
+            # The queue timeout is a deadline the scheduler keeps (one timer for all, in the
+            # manager's task group), not a cancel scope per waiter; shutdown closes the
+            # scheduler, which wakes every waiter.
+            deadline = self.now() + request.queue_timeout
+            try:
+                while True:
+                    if waits:
+                        await scheduler.wait_for_space(rank, request.seq, deadline=deadline)
+                    try:
+                        await scheduler.acquire(
+                            rank,
+                            request.session_key,
+                            request.seq,
+                            retry=retry,
+                            claim=request,
+                            deadline=deadline,
+                        )
+                    except QueueEvicted:
                         if waits:
-                            await scheduler.wait_for_space(rank, request.seq)
-                        try:
-                            await scheduler.acquire(
-                                rank, request.session_key, request.seq, retry=retry, claim=request
-                            )
-                        except QueueEvicted:
-                            if waits:
-                                continue
-                            raise
-                        break
-                except QueueFull as exc:
-                    reason = (
-                        "evicted from the full queue to make room for a higher-priority request"
-                        if isinstance(exc, QueueEvicted)
-                        else "queue full"
-                    )
-                    raise request.error(
-                        QueueFullError,
-                        f"{reason}: max_queue_size={self.config.max_queue_size} reached",
-                        self.now(),
-                    ) from None
-                finally:
-                    self.active[request] = previous
-            if scope.cancelled_caught:
-                if self._cancelled_all:
-                    raise self.closed_error(request)
+                            continue
+                        raise
+                    break
+            except QueueFull as exc:
+                reason = (
+                    "evicted from the full queue to make room for a higher-priority request"
+                    if isinstance(exc, QueueEvicted)
+                    else "queue full"
+                )
+                raise request.error(
+                    QueueFullError,
+                    f"{reason}: max_queue_size={self.config.max_queue_size} reached",
+                    self.now(),
+                ) from None
+            except QueueTimedOut:
                 raise request.error(
                     QueueTimeoutError,
                     f"no slot and budget within queue_timeout={request.queue_timeout}s",
                     self.now(),
-                )
+                ) from None
+            except QueueClosed:
+                raise self.closed_error(request) from None
         except BaseException as exc:
             request.decision = classify(exc)
             if request.ticket is not None:  # granted with budget, then cancelled

@@ -106,6 +106,8 @@ class ConnectionManager:
         stores = engine.stores
         stores.budgets.attach(seam)
         stores.health.attach(seam)
+        # One timer enforces every queued request's queue_timeout (not a scope per waiter).
+        task_group.start_soon(engine.scheduler.run_timer, name="llmpool queue timer")
         task_group.start_soon(stores.budgets.run, name="llmpool budget store")
         task_group.start_soon(stores.health.run, name="llmpool health store")
         self._opened_at = time.monotonic()

@@ -66,7 +66,15 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     import trio.lowlevel
 
-__all__ = ["Gate", "QueueEvicted", "QueueFull", "QueueTimedOut", "Scheduler", "Waiter"]
+__all__ = [
+    "Gate",
+    "QueueClosed",
+    "QueueEvicted",
+    "QueueFull",
+    "QueueTimedOut",
+    "Scheduler",
+    "Waiter",
+]
 
 Gate = Callable[[Any], float]
 """``gate(claim) -> seconds``: reserve budget for ``claim`` and return 0.0, or return how many
@@ -83,6 +91,7 @@ _GRANTED: Final = 1
 _EVICTED: Final = 2
 _TIMED_OUT: Final = 3
 _WITHDRAWN: Final = 4
+_CLOSED: Final = 5
 
 
 class QueueFull(Exception):
@@ -95,6 +104,10 @@ class QueueEvicted(QueueFull):
 
 class QueueTimedOut(Exception):
     """Internal: the waiter's queue deadline passed before it was granted (or given a place)."""
+
+
+class QueueClosed(Exception):
+    """Internal: the scheduler was closed (shutdown): nobody waiting will be granted."""
 
 
 class _Awake:
@@ -466,6 +479,7 @@ class Scheduler:
         self._deadlines: list[_Entry] = []  # heap by deadline
         self._timed = 0
         self._timer: anyio.CancelScope | None = None
+        self._closed = False  # close(): no waiter is granted, no new one queued
         self._timer_at = _UNTIMED  # its sleep's deadline (read often, kept as a float)
 
     @property
@@ -485,7 +499,7 @@ class Scheduler:
 
     def try_acquire(self, claim: Any = None) -> bool:
         """Take a slot if one is free, nobody is waiting and the gate admits ``claim``."""
-        if self._queued == 0 and self._in_use < self._limit:
+        if self._queued == 0 and self._in_use < self._limit and not self._closed:
             if self._gate is not None and self._gate(claim) > 0.0:
                 return False
             self._in_use += 1
@@ -532,6 +546,7 @@ class Scheduler:
             QueueFull: no slot is free and the queue is full (only when ``retry`` is false).
             QueueEvicted: evicted from the queue to make room for a higher class.
             QueueTimedOut: ``deadline`` passed before a grant.
+            QueueClosed: the scheduler is (or was, while waiting) closed.
         """
         if self.try_acquire(claim):
             return
@@ -557,7 +572,9 @@ class Scheduler:
                     if waiter.state == _QUEUED:
                         self._due(waiter, deadline)
             if waiter.state != _GRANTED:
-                raise QueueEvicted if waiter.state == _EVICTED else QueueTimedOut
+                if waiter.state == _EVICTED:
+                    raise QueueEvicted
+                raise QueueClosed if waiter.state == _CLOSED else QueueTimedOut
         except BaseException:
             if waiter.state == _GRANTED:
                 self.release()  # granted while being cancelled: hand the slot on
@@ -601,7 +618,10 @@ class Scheduler:
 
         Raises:
             QueueFull: the queue holds ``max_queue_size`` waiters (only when ``retry`` is false).
+            QueueClosed: the scheduler is closed.
         """
+        if self._closed:
+            raise QueueClosed
         if not retry and self._queued >= self._max_queue:
             self._evict_below(rank)
         waiter = Waiter(rank, session, seq, retry, claim)
@@ -654,9 +674,12 @@ class Scheduler:
 
         Raises:
             QueueTimedOut: ``deadline`` passed first.
+            QueueClosed: the scheduler was closed meanwhile.
         """
         if deadline is not None and not deadline < _UNTIMED:
             deadline = None
+        if self._closed:
+            raise QueueClosed
         while not self.has_room(rank):
             entry = _SpaceWaiter(rank, seq)
             heapq.heappush(self._space, (rank, seq, next(self._space_order), entry))
@@ -681,6 +704,8 @@ class Scheduler:
                         self._leave_space(entry, _TIMED_OUT)
                 if entry.state == _TIMED_OUT:
                     raise QueueTimedOut
+                if entry.state == _CLOSED:
+                    raise QueueClosed
             except BaseException:
                 if entry.state == _GRANTED:
                     self._wake_space()  # woken and cancelled at once: the place is not lost
@@ -710,6 +735,23 @@ class Scheduler:
             self._untrack(entry)
             self._wake(entry)
             return
+
+    def close(self) -> None:
+        """Shutdown: every waiter (queued, or waiting for a place) leaves with ``QueueClosed``.
+
+        Later waits raise it at once, and ``try_acquire`` grants nothing more. Slots still
+        held are released as usual. Idempotent.
+        """
+        self._closed = True
+        self._poller = None
+        for queue in self._classes:
+            for waiter in list(queue.waiters()):
+                self._leave(waiter, _CLOSED)
+                self._wake(waiter)
+        for *_, entry in list(self._space):
+            if entry.state == _QUEUED:
+                self._leave_space(entry, _CLOSED)
+                self._wake(entry)
 
     def withdraw(self, waiter: Waiter) -> None:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
