@@ -21,16 +21,14 @@ import anyio.lowlevel
 import pytest
 from trio.testing import MockClock
 
-from llmpool._scheduler import (
-    QueueEvicted,
-    QueueTimedOut,
-    Scheduler,
-    _Entry,
-    _EventParking,
-    _FutureParking,
-    _Parking,
-    _parking,
-    _TaskParking,
+from llmpool._scheduler import QueueEvicted, QueueTimedOut, Scheduler
+from llmpool._waiters import (
+    Entry,
+    EventParking,
+    FutureParking,
+    Parking,
+    TaskParking,
+    find_parking,
 )
 
 from .test_scheduler_queues import check_invariants
@@ -168,22 +166,22 @@ class BetweenAbortAndWakeup:
     task awaits); on trio it runs inside the abort callback, called by whoever cancels."""
 
     def __init__(self, action: Callable[[], None]) -> None:
-        self.real = _parking()
+        self.real = find_parking()
         self.action: Callable[[], None] | None = action
 
-    def prepare(self, entry: _Entry) -> None:
+    def prepare(self, entry: Entry) -> None:
         self.real.prepare(entry)
 
-    def wake(self, entry: _Entry) -> None:
+    def wake(self, entry: Entry) -> None:
         self.real.wake(entry)
 
-    def park(self, entry: _Entry) -> Awaitable[object]:
+    def park(self, entry: Entry) -> Awaitable[object]:
         real = self.real
-        if isinstance(real, _FutureParking):
+        if isinstance(real, FutureParking):
             future: Any = real.park(entry)
             future.add_done_callback(lambda f: f.cancelled() and self._fire())
             return cast("Awaitable[object]", future)
-        assert isinstance(real, _TaskParking)
+        assert isinstance(real, TaskParking)
         entry.handle = real._current_task()
 
         def abort(raise_cancel: Any) -> Any:
@@ -203,7 +201,7 @@ def arrive_high(s: Scheduler) -> None:
     s.enqueue(HIGH, "h", 99)  # a HIGH arrival in a full queue evicts the newest LOW
 
 
-def install(s: Scheduler, parking: _Parking) -> None:
+def install(s: Scheduler, parking: Parking) -> None:
     s._parking = parking
     s._wake = parking.wake
 
@@ -566,7 +564,7 @@ async def test_event_parking_without_current_token(
         tg.start_soon(out.acquire, "timed", NORMAL, "", 1, start + 2 * unit)
         tg.start_soon(out.acquire, "cancelled", NORMAL, "", 2)
         await anyio.wait_all_tasks_blocked()
-        assert isinstance(s._parking, _EventParking)
+        assert isinstance(s._parking, EventParking)
         out.scopes["cancelled"].cancel()
         await anyio.sleep(3 * unit)
         s.release()

@@ -22,10 +22,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from llmpool._scheduler import QueueEvicted, QueueFull, Scheduler, Waiter, _Entry
+from llmpool._scheduler import QueueEvicted, QueueFull, Scheduler
+from llmpool._waiters import Entry, Waiter
 
 HIGH, NORMAL, LOW = 0, 1, 2
-QUEUED = 0  # _scheduler._QUEUED
+QUEUED = 0  # _scheduler.QUEUED
 
 
 def check_invariants(s: Scheduler) -> None:
@@ -264,7 +265,7 @@ class SchedulerVersusReference(RuleBasedStateMachine):
     def gate(self, key: object) -> float:
         return 1.0 if key in self.blocked else 0.0
 
-    def _log_wake(self, entry: _Entry) -> None:
+    def _log_wake(self, entry: Entry) -> None:
         assert isinstance(entry, Waiter)
         self.real_log.append(("granted" if entry.granted else "evicted", entry))
 

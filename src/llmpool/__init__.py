@@ -10,7 +10,7 @@ import-linter (``[tool.importlinter]`` in pyproject.toml; docs/design.md draws i
                      _stream_events, _stream_translate, _stream_decide (a stream's
                      state and what it does after a failure)
     L2 seams         _hooks (the Instrument protocol and its event records)
-    L3 mechanics     _clock, _scheduler, _pool, _record, _request, _stats, _log,
+    L3 mechanics     _clock, _waiters, _scheduler, _pool, _record, _request, _stats, _log,
                      _lease, _outcomes, _health, _engine (the request path and leases)
     L4 public faces  _facade (SDK-shaped views, PooledStream; imports the engine, never the
                      manager), _manager (ConnectionManager: lifecycle, config, API),

@@ -56,15 +56,33 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import anyio
 import anyio.lowlevel
 
+from ._waiters import (
+    CLOSED,
+    COMPACT_SLACK,
+    EVICTED,
+    GRANTED,
+    QUEUED,
+    TIMED_OUT,
+    UNTIMED,
+    WITHDRAWN,
+    ClassQueue,
+    Entry,
+    Parking,
+    SpaceWaiter,
+    Waiter,
+    find_parking,
+    no_wake,
+)
+
 if TYPE_CHECKING:
-    import trio.lowlevel
+    pass
 
 __all__ = [
     "Gate",
@@ -82,16 +100,6 @@ seconds until it could (nothing reserved)."""
 
 _CLASSES: Final = 3  # ranks 0 (HIGH), 1 (NORMAL), 2 (LOW)
 _MIN_POLL: Final = 0.001  # seconds: the shortest wait before re-checking the gate
-_UNTIMED: Final = math.inf  # ``deadline`` of an entry the timer does not hold
-_COMPACT_SLACK: Final = 32  # departed heap entries tolerated beyond the live ones
-
-# An entry's ``state``. A space waiter is ``_GRANTED`` when handed a place.
-_QUEUED: Final = 0
-_GRANTED: Final = 1
-_EVICTED: Final = 2
-_TIMED_OUT: Final = 3
-_WITHDRAWN: Final = 4
-_CLOSED: Final = 5
 
 
 class QueueFull(Exception):
@@ -108,327 +116,6 @@ class QueueTimedOut(Exception):
 
 class QueueClosed(Exception):
     """Internal: the scheduler was closed (shutdown): nobody waiting will be granted."""
-
-
-class _Awake:
-    """``_Entry.handle`` of an entry whose task is not parked right now (trio)."""
-
-    __slots__ = ()
-
-
-_AWAKE: Final = _Awake()
-
-
-class _Entry:
-    """Something a task waits for: a slot (``Waiter``) or a place (``_SpaceWaiter``).
-
-    ``handle`` is how its task is woken: ``None`` when no task waits (sync use), else the
-    parking's token (an asyncio future, a trio task, ``_AWAKE``). ``deadline`` is the queue
-    deadline once the scheduler's timer holds the entry (else ``_UNTIMED``); entries order
-    by it in the timer's heap, and keep it when they leave (their stale entries stay put).
-    """
-
-    __slots__ = ("deadline", "handle", "state")
-
-    def __init__(self) -> None:
-        self.deadline = _UNTIMED
-        self.handle: Any = None
-        self.state = _QUEUED
-
-    def __lt__(self, other: _Entry) -> bool:
-        return self.deadline < other.deadline
-
-    def abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
-        """Trio's abort callback: the parked task is being cancelled; let it go."""
-        import trio.lowlevel  # only trio calls it: trio is imported by then
-
-        self.handle = _AWAKE
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
-class Waiter(_Entry):
-    """A queued request's place: granted by ``Scheduler._dispatch``, woken through ``handle``."""
-
-    __slots__ = ("claim", "key", "next", "poll_at", "prev", "rank", "retry", "seq", "session")
-
-    def __init__(self, rank: int, session: str, seq: int, retry: bool, claim: Any = None) -> None:
-        # _Entry's fields, set here: no super().__init__() call on the hot path.
-        self.deadline = _UNTIMED
-        self.handle = None
-        self.state = _QUEUED
-        self.key: object = None  # the budget it draws on (``gate_key(claim)``)
-        self.rank = rank
-        self.session = session
-        self.seq = seq
-        self.retry = retry
-        self.claim = claim  # what the gate reserves budget for (the manager's Request)
-        self.poll_at: float | None = None  # woken to re-check the gate at this time
-        self.prev: Waiter | None = None  # neighbours in its session's queue
-        self.next: Waiter | None = None
-
-    @property
-    def granted(self) -> bool:
-        """Whether it was granted a slot."""
-        return self.state == _GRANTED
-
-    @property
-    def evicted(self) -> bool:
-        """Whether it was removed to make room for a higher class."""
-        return self.state == _EVICTED
-
-
-class _SpaceWaiter(_Entry):
-    """A caller waiting for a place in a full queue (``Scheduler.wait_for_space``)."""
-
-    __slots__ = ("rank", "seq")
-
-    def __init__(self, rank: int, seq: int) -> None:
-        super().__init__()
-        self.rank = rank
-        self.seq = seq
-
-
-class _Parking(Protocol):
-    """How a task parks on an entry and is woken (one implementation per event loop)."""
-
-    def prepare(self, entry: _Entry) -> None:
-        """Mark ``entry`` as waited for by the current task (before any wake can reach it)."""
-
-    def park(self, entry: _Entry) -> Awaitable[object]:
-        """What the current task awaits until ``wake(entry)`` or its cancellation."""
-
-    def wake(self, entry: _Entry) -> None:
-        """Wake ``entry``'s task if it is parked (a no-op otherwise)."""
-
-
-class _FutureParking:
-    """asyncio (uvloop included): the task awaits a bare future of the running loop.
-
-    A future is what asyncio's and anyio's own ``Semaphore`` park on; awaited directly, not
-    through an ``Event.wait`` coroutine, it adds no coroutine frame. Cancelling the task
-    cancels the future, so ``wake`` tolerates a done future.
-    """
-
-    __slots__ = ("_create_future",)
-
-    def __init__(self, create_future: Callable[[], Any]) -> None:
-        self._create_future = create_future
-
-    def prepare(self, entry: _Entry) -> None:
-        entry.handle = self._create_future()
-
-    def park(self, entry: _Entry) -> Awaitable[object]:
-        future = entry.handle
-        if future.done():  # woken or cancelled before: a future is set once
-            future = entry.handle = self._create_future()
-        return future  # type: ignore[no-any-return]
-
-    @staticmethod
-    def wake(entry: _Entry) -> None:
-        future = entry.handle
-        if future is not None and not future.done():
-            future.set_result(None)
-
-
-class _TaskParking:
-    """trio: the task itself is parked (``trio.lowlevel.wait_task_rescheduled``).
-
-    The cheapest park trio has: ``trio.Event`` (which anyio's ``Event`` wraps) adds a set of
-    tasks, its own coroutine frame and anyio's. ``handle`` holds the task while it is parked,
-    so it is rescheduled at most once per park (trio requires exactly one ``reschedule`` per
-    wait, and a cancelled wait counts as one: ``_Entry.abort`` clears ``handle``).
-    """
-
-    __slots__ = ("_current_task", "_reschedule", "_wait")
-
-    def __init__(self) -> None:
-        import trio.lowlevel  # built only while trio runs: no import at module level
-
-        self._current_task = trio.lowlevel.current_task
-        self._reschedule = trio.lowlevel.reschedule
-        self._wait = trio.lowlevel.wait_task_rescheduled
-
-    @staticmethod
-    def prepare(entry: _Entry) -> None:
-        entry.handle = _AWAKE
-
-    def park(self, entry: _Entry) -> Awaitable[object]:
-        entry.handle = self._current_task()
-        return self._wait(entry.abort)
-
-    def wake(self, entry: _Entry) -> None:
-        task = entry.handle
-        if task is not None and task is not _AWAKE:
-            entry.handle = _AWAKE
-            self._reschedule(task)
-
-
-class _EventParking:
-    """Any backend, on an anyio without ``lowlevel.current_token`` (< 4.11): an ``Event``."""
-
-    __slots__ = ("_new_event",)
-
-    def __init__(self) -> None:
-        # anyio.Event() looks the backend up on every call; its class is built directly.
-        self._new_event = type(anyio.Event())
-
-    def prepare(self, entry: _Entry) -> None:
-        entry.handle = self._new_event()
-
-    def park(self, entry: _Entry) -> Awaitable[object]:
-        event = entry.handle
-        if event.is_set():
-            event = entry.handle = self._new_event()
-        return event.wait()  # type: ignore[no-any-return]
-
-    @staticmethod
-    def wake(entry: _Entry) -> None:
-        if entry.handle is not None:
-            entry.handle.set()
-
-
-def _parking() -> _Parking:
-    """The running event loop's cheapest parking (found through anyio's public API)."""
-    current_token = getattr(anyio.lowlevel, "current_token", None)
-    if current_token is None:
-        return _EventParking()
-    create_future = getattr(current_token().native_token, "create_future", None)
-    if create_future is not None:
-        return _FutureParking(create_future)
-    return _TaskParking()
-
-
-def _no_wake(entry: _Entry) -> None:
-    """``Scheduler._wake`` before any task waited: no entry has a task to wake."""
-
-
-class _Lane:
-    """One session's fresh waiters, FIFO: a doubly linked list through ``Waiter.prev/next``."""
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, waiter: Waiter) -> None:
-        self.head: Waiter | None = waiter
-        self.tail: Waiter | None = waiter
-
-
-class _ClassQueue:
-    """Waiters of one priority class: a retry lane, then sessions in round-robin.
-
-    ``sessions`` is in rotation order (next turn first) and holds only sessions with waiters,
-    so a session whose last waiter leaves drops out of the rotation in O(1). The retry lane
-    is a heap by arrival sequence; entries of waiters that left stay until they surface or
-    outnumber the live ones (then the heap is rebuilt), so the caller sets a leaving
-    waiter's ``state`` before ``remove``.
-    """
-
-    __slots__ = ("live", "order", "retries", "retry_live", "sessions")
-
-    def __init__(self) -> None:
-        self.live = 0  # waiters queued, retries included
-        self.retries: list[tuple[int, int, Waiter]] = []  # heap: (seq, push order, waiter)
-        self.retry_live = 0
-        self.order = itertools.count()  # retries of equal seq keep their arrival order
-        self.sessions: OrderedDict[str, _Lane] = OrderedDict()
-
-    def push(self, waiter: Waiter) -> None:
-        self.live += 1
-        if waiter.retry:
-            heapq.heappush(self.retries, (waiter.seq, next(self.order), waiter))
-            self.retry_live += 1
-            return
-        lane = self.sessions.get(waiter.session)
-        if lane is None:
-            self.sessions[waiter.session] = _Lane(waiter)  # joins the rotation at the back
-            return
-        tail = lane.tail
-        assert tail is not None
-        tail.next = waiter
-        waiter.prev = tail
-        lane.tail = waiter
-
-    def _retry_head(self) -> Waiter:
-        retries = self.retries
-        while retries[0][2].state != _QUEUED:
-            heapq.heappop(retries)
-        return retries[0][2]
-
-    def peek(self) -> Waiter:
-        if self.retry_live:
-            return self._retry_head()
-        head = next(iter(self.sessions.values())).head
-        assert head is not None
-        return head
-
-    def pop(self) -> Waiter:
-        """Take the next waiter in grant order (its session moves to the back of the turn)."""
-        self.live -= 1
-        if self.retry_live:
-            waiter = self._retry_head()
-            heapq.heappop(self.retries)
-            self.retry_live -= 1
-            return waiter
-        sessions = self.sessions
-        session = next(iter(sessions))
-        lane = sessions[session]
-        head = lane.head
-        assert head is not None
-        following = head.next
-        if following is None:
-            del sessions[session]
-        else:
-            following.prev = head.next = None
-            lane.head = following
-            sessions.move_to_end(session)
-        return head
-
-    def remove(self, waiter: Waiter) -> None:
-        """Take ``waiter`` out wherever it is, without moving its session's turn."""
-        self.live -= 1
-        if waiter.retry:
-            self.retry_live -= 1
-            if len(self.retries) > 2 * self.retry_live + _COMPACT_SLACK:
-                self.retries = [e for e in self.retries if e[2].state == _QUEUED]
-                heapq.heapify(self.retries)
-            return
-        prev, following = waiter.prev, waiter.next
-        if prev is None and following is None:
-            del self.sessions[waiter.session]
-            return
-        lane = self.sessions[waiter.session]
-        if prev is None:
-            lane.head = following
-        else:
-            prev.next = following
-        if following is None:
-            lane.tail = prev
-        else:
-            following.prev = prev
-        waiter.prev = waiter.next = None
-
-    def newest_fresh(self) -> Waiter | None:
-        """The most recently arrived waiter that is not a retry, or ``None``.
-
-        The highest arrival sequence among the sessions' last waiters: O(sessions).
-        """
-        newest: Waiter | None = None
-        for lane in self.sessions.values():
-            tail = lane.tail
-            assert tail is not None
-            if newest is None or tail.seq > newest.seq:
-                newest = tail
-        return newest
-
-    def waiters(self) -> Iterator[Waiter]:
-        """Every waiter in grant order: the retry lane, then sessions in turn (FIFO each)."""
-        for _, _, retry in sorted(self.retries):
-            if retry.state == _QUEUED:
-                yield retry
-        for lane in self.sessions.values():
-            waiter = lane.head
-            while waiter is not None:
-                yield waiter
-                waiter = waiter.next
 
 
 class Scheduler:
@@ -456,31 +143,31 @@ class Scheduler:
         self._gate_key = gate_key
         self._keys: Counter[object] = Counter()  # queued waiters per budget key
         # A scheduler lives in one event loop: its parking is found at the first wait.
-        self._parking: _Parking | None = None
-        self._wake: Callable[[_Entry], None] = _no_wake
+        self._parking: Parking | None = None
+        self._wake: Callable[[Entry], None] = no_wake
         self._poller: Waiter | None = None  # the blocked head waiter that re-checks the gate
         self._limit = max_concurrency
         self._max_queue = max_queue_size
         self._starvation_limit = starvation_limit
         self._in_use = 0
         self._queued = 0
-        self._classes = tuple(_ClassQueue() for _ in range(_CLASSES))
+        self._classes = tuple(ClassQueue() for _ in range(_CLASSES))
         self._bypassed = [0] * _CLASSES
         # Callers waiting for a place in a full queue: a heap, highest class then arrival
         # first; entries of callers that left are skipped (``_space_live`` counts the rest).
-        self._space: list[tuple[int, int, int, _SpaceWaiter]] = []
+        self._space: list[tuple[int, int, int, SpaceWaiter]] = []
         self._space_live = 0
         self._space_order = itertools.count()
         # The timer: the entries whose deadline it holds, departed ones included until they
         # surface or are compacted away. Deadlines that come in order (one queue_timeout for
         # all: the usual case) queue in arrival order, no comparisons needed; the others in
         # a heap. ``_timed`` counts the entries still waiting. Its sleep: None, not running.
-        self._in_order: deque[_Entry] = deque()
-        self._deadlines: list[_Entry] = []  # heap by deadline
+        self._in_order: deque[Entry] = deque()
+        self._deadlines: list[Entry] = []  # heap by deadline
         self._timed = 0
         self._timer: anyio.CancelScope | None = None
         self._closed = False  # close(): no waiter is granted, no new one queued
-        self._timer_at = _UNTIMED  # its sleep's deadline (read often, kept as a float)
+        self._timer_at = UNTIMED  # its sleep's deadline (read often, kept as a float)
 
     @property
     def in_use(self) -> int:
@@ -510,8 +197,8 @@ class Scheduler:
             return True
         return False
 
-    def _find_parking(self) -> _Parking:
-        parking = self._parking = _parking()
+    def _find_parking(self) -> Parking:
+        parking = self._parking = find_parking()
         self._wake = parking.wake
         return parking
 
@@ -553,14 +240,14 @@ class Scheduler:
         waiter = self.enqueue(rank, session, seq, retry=retry, claim=claim)
         parking = self._parking or self._find_parking()
         parking.prepare(waiter)
-        if deadline is not None and not deadline < _UNTIMED:
+        if deadline is not None and not deadline < UNTIMED:
             deadline = None
         try:
             if self._in_use < self._limit:
                 self._dispatch()  # a free slot but no budget: arm the gate's re-check
             # The state is checked before every park: a grant can land while the waiter is
             # not parked (its timed park was just cancelled), and it must see it then.
-            while waiter.state == _QUEUED:
+            while waiter.state == QUEUED:
                 wake_at = None
                 if deadline is not None or waiter is self._poller:
                     wake_at = self._wake_at(waiter, deadline)
@@ -569,16 +256,16 @@ class Scheduler:
                 else:
                     with anyio.CancelScope(deadline=wake_at):
                         await parking.park(waiter)
-                    if waiter.state == _QUEUED:
+                    if waiter.state == QUEUED:
                         self._due(waiter, deadline)
-            if waiter.state != _GRANTED:
-                if waiter.state == _EVICTED:
+            if waiter.state != GRANTED:
+                if waiter.state == EVICTED:
                     raise QueueEvicted
-                raise QueueClosed if waiter.state == _CLOSED else QueueTimedOut
+                raise QueueClosed if waiter.state == CLOSED else QueueTimedOut
         except BaseException:
-            if waiter.state == _GRANTED:
+            if waiter.state == GRANTED:
                 self.release()  # granted while being cancelled: hand the slot on
-            elif waiter.state == _QUEUED:
+            elif waiter.state == QUEUED:
                 self.withdraw(waiter)
             raise
 
@@ -589,7 +276,7 @@ class Scheduler:
         poller also wakes for its re-check.
         """
         at = None
-        if deadline is not None and waiter.deadline == _UNTIMED:
+        if deadline is not None and waiter.deadline == UNTIMED:
             timer = self._timer
             if timer is None:
                 at = deadline
@@ -604,8 +291,8 @@ class Scheduler:
     def _due(self, waiter: Waiter, deadline: float | None) -> None:
         """``waiter``'s timed park ended with nobody waking it: its deadline or re-check."""
         now = anyio.current_time()
-        if deadline is not None and waiter.deadline == _UNTIMED and now >= deadline:
-            self._drop(waiter, _TIMED_OUT)
+        if deadline is not None and waiter.deadline == UNTIMED and now >= deadline:
+            self._drop(waiter, TIMED_OUT)
         elif waiter is self._poller and waiter.poll_at is not None and now >= waiter.poll_at:
             self._poller = None
             waiter.poll_at = None
@@ -645,7 +332,7 @@ class Scheduler:
             victim = self._classes[lower].newest_fresh()
             if victim is None:
                 continue
-            self._leave(victim, _EVICTED)
+            self._leave(victim, EVICTED)
             if victim is self._poller:
                 self._poller = None  # the new waiter's acquire arms the next re-check
             self._wake(victim)
@@ -676,20 +363,20 @@ class Scheduler:
             QueueTimedOut: ``deadline`` passed first.
             QueueClosed: the scheduler was closed meanwhile.
         """
-        if deadline is not None and not deadline < _UNTIMED:
+        if deadline is not None and not deadline < UNTIMED:
             deadline = None
         if self._closed:
             raise QueueClosed
         while not self.has_room(rank):
-            entry = _SpaceWaiter(rank, seq)
+            entry = SpaceWaiter(rank, seq)
             heapq.heappush(self._space, (rank, seq, next(self._space_order), entry))
             self._space_live += 1
             parking = self._parking or self._find_parking()
             parking.prepare(entry)
             try:
-                while entry.state == _QUEUED:
+                while entry.state == QUEUED:
                     at = None
-                    if deadline is not None and entry.deadline == _UNTIMED:
+                    if deadline is not None and entry.deadline == UNTIMED:
                         timer = self._timer
                         if timer is None:
                             at = deadline
@@ -700,27 +387,27 @@ class Scheduler:
                         continue
                     with anyio.CancelScope(deadline=at):
                         await parking.park(entry)
-                    if entry.state == _QUEUED and anyio.current_time() >= at:
-                        self._leave_space(entry, _TIMED_OUT)
-                if entry.state == _TIMED_OUT:
+                    if entry.state == QUEUED and anyio.current_time() >= at:
+                        self._leave_space(entry, TIMED_OUT)
+                if entry.state == TIMED_OUT:
                     raise QueueTimedOut
-                if entry.state == _CLOSED:
+                if entry.state == CLOSED:
                     raise QueueClosed
             except BaseException:
-                if entry.state == _GRANTED:
+                if entry.state == GRANTED:
                     self._wake_space()  # woken and cancelled at once: the place is not lost
-                elif entry.state == _QUEUED:
-                    self._leave_space(entry, _WITHDRAWN)
+                elif entry.state == QUEUED:
+                    self._leave_space(entry, WITHDRAWN)
                 raise
 
-    def _leave_space(self, entry: _SpaceWaiter, state: int) -> None:
+    def _leave_space(self, entry: SpaceWaiter, state: int) -> None:
         """A caller stops waiting for a place (cancelled, timed out)."""
         entry.state = state
         self._space_live -= 1
         self._untrack(entry)
         space = self._space
-        if len(space) > 2 * self._space_live + _COMPACT_SLACK:
-            space[:] = [e for e in space if e[3].state == _QUEUED]
+        if len(space) > 2 * self._space_live + COMPACT_SLACK:
+            space[:] = [e for e in space if e[3].state == QUEUED]
             heapq.heapify(space)
 
     def _wake_space(self) -> None:
@@ -728,9 +415,9 @@ class Scheduler:
         space = self._space
         while space and self._queued < self._max_queue:
             entry = heapq.heappop(space)[3]
-            if entry.state != _QUEUED:
+            if entry.state != QUEUED:
                 continue  # it left: skip its entry
-            entry.state = _GRANTED
+            entry.state = GRANTED
             self._space_live -= 1
             self._untrack(entry)
             self._wake(entry)
@@ -746,16 +433,16 @@ class Scheduler:
         self._poller = None
         for queue in self._classes:
             for waiter in list(queue.waiters()):
-                self._leave(waiter, _CLOSED)
+                self._leave(waiter, CLOSED)
                 self._wake(waiter)
         for *_, entry in list(self._space):
-            if entry.state == _QUEUED:
-                self._leave_space(entry, _CLOSED)
+            if entry.state == QUEUED:
+                self._leave_space(entry, CLOSED)
                 self._wake(entry)
 
     def withdraw(self, waiter: Waiter) -> None:
         """Remove a waiter that was not granted (cancelled, timed out): its place is freed."""
-        self._drop(waiter, _WITHDRAWN)
+        self._drop(waiter, WITHDRAWN)
 
     def _drop(self, waiter: Waiter, state: int) -> None:
         """``waiter`` leaves the queue ungranted; a poller's re-check passes to another head."""
@@ -797,7 +484,7 @@ class Scheduler:
                         return
                     rank = waiter.rank
                     self._count_grant(rank)
-                    waiter.state = _GRANTED
+                    waiter.state = GRANTED
                     self._classes[rank].remove(waiter)
                 else:
                     self._count_grant(rank)
@@ -805,11 +492,11 @@ class Scheduler:
             else:
                 self._count_grant(rank)
                 waiter = queue.pop()
-            waiter.state = _GRANTED
+            waiter.state = GRANTED
             self._queued -= 1
             self._forget_key(waiter)
             self._forget_if_empty(rank)
-            if waiter.deadline != _UNTIMED:
+            if waiter.deadline != UNTIMED:
                 self._untrack(waiter)
             if self._space:
                 self._wake_space()
@@ -912,7 +599,7 @@ class Scheduler:
         heap, in_order = self._deadlines, self._in_order
         try:
             while True:
-                at = _UNTIMED
+                at = UNTIMED
                 if in_order:
                     at = in_order[0].deadline
                 if heap and heap[0].deadline < at:
@@ -926,14 +613,14 @@ class Scheduler:
             self._timer = None
             # Hand the deadlines back: each waiter keeps its own from now on.
             for entry in itertools.chain(in_order, heap):
-                if entry.state == _QUEUED:
-                    entry.deadline = _UNTIMED
+                if entry.state == QUEUED:
+                    entry.deadline = UNTIMED
                     self._wake(entry)
             in_order.clear()
             heap.clear()
             self._timed = 0
 
-    def _track(self, timer: anyio.CancelScope, entry: _Entry, deadline: float) -> None:
+    def _track(self, timer: anyio.CancelScope, entry: Entry, deadline: float) -> None:
         """The running ``timer`` takes ``entry``'s deadline."""
         entry.deadline = deadline
         in_order = self._in_order
@@ -945,23 +632,23 @@ class Scheduler:
         if deadline < self._timer_at:
             self._timer_at = timer.deadline = deadline  # wakes the timer sooner
 
-    def _untrack(self, entry: _Entry) -> None:
+    def _untrack(self, entry: Entry) -> None:
         """``entry`` stopped waiting (its state is set): its deadline entry is now stale."""
-        if entry.deadline == _UNTIMED:
+        if entry.deadline == UNTIMED:
             return
         self._timed -= 1
         in_order = self._in_order
-        while in_order and in_order[0].state != _QUEUED:
+        while in_order and in_order[0].state != QUEUED:
             in_order.popleft()  # the oldest leave first, mostly: nothing else to do
         heap = self._deadlines
-        if len(in_order) + len(heap) > 2 * self._timed + _COMPACT_SLACK:
-            live = [e for e in in_order if e.state == _QUEUED]
+        if len(in_order) + len(heap) > 2 * self._timed + COMPACT_SLACK:
+            live = [e for e in in_order if e.state == QUEUED]
             in_order.clear()
             in_order.extend(live)  # in place: the timer holds these two
-            heap[:] = [e for e in heap if e.state == _QUEUED]
+            heap[:] = [e for e in heap if e.state == QUEUED]
             heapq.heapify(heap)
 
-    def _next_due(self, now: float) -> _Entry | None:
+    def _next_due(self, now: float) -> Entry | None:
         """Take the entry with the earliest deadline if it has passed ``now``, else ``None``."""
         in_order, heap = self._in_order, self._deadlines
         if heap and (not in_order or heap[0].deadline < in_order[0].deadline):
@@ -974,11 +661,11 @@ class Scheduler:
         """The timer's step: time out every waiter whose deadline has passed."""
         now = anyio.current_time()
         while (entry := self._next_due(now)) is not None:
-            if entry.state != _QUEUED:
+            if entry.state != QUEUED:
                 continue  # granted, withdrawn or evicted before its deadline
             if isinstance(entry, Waiter):
-                self._drop(entry, _TIMED_OUT)
+                self._drop(entry, TIMED_OUT)
             else:
-                assert isinstance(entry, _SpaceWaiter)
-                self._leave_space(entry, _TIMED_OUT)
+                assert isinstance(entry, SpaceWaiter)
+                self._leave_space(entry, TIMED_OUT)
             self._wake(entry)
