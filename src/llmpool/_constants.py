@@ -132,3 +132,24 @@ SANITIZER_STRIP_FIELDS: Final = frozenset(
         "reasoning_content",
     }
 )
+
+# Histogram buckets for durations in seconds, as the OpenTelemetry GenAI semantic conventions
+# advise for gen_ai.client.operation.duration (v1.41.0): 0.01 s doubling to 81.92 s. The
+# Prometheus and OpenTelemetry instruments both use them (prometheus_client's defaults stop
+# at 10 s, short for an LLM call).
+DURATION_BUCKETS: Final = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)

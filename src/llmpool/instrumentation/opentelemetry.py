@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from llmpool import _constants as C
 from llmpool._extras import require
 from llmpool._hooks import (
     AttemptFinished,
@@ -60,22 +61,7 @@ SEMCONV_VERSION: Final = "1.41.0"
 
 SCHEMA_URL: Final = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 
-DURATION_BUCKETS: Final = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
+DURATION_BUCKETS: Final = C.DURATION_BUCKETS
 """Seconds: the advised ``ExplicitBucketBoundaries`` of ``gen_ai.client.operation.duration``
 and ``gen_ai.client.operation.time_to_first_chunk`` (semconv v1.41.0)."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from llmpool import _constants as C
 from llmpool._extras import require
 from llmpool._hooks import (
     AttemptFinished,
@@ -39,22 +40,7 @@ else:
 
 __all__ = ["DURATION_BUCKETS", "PrometheusInstrument"]
 
-DURATION_BUCKETS: Final = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
+DURATION_BUCKETS: Final = C.DURATION_BUCKETS
 """Histogram bucket bounds of every ``_seconds`` metric, in seconds: the OpenTelemetry GenAI
 conventions' advice for ``gen_ai.client.operation.duration`` (v1.41.0), so both exports bin
 alike. Model calls take seconds to minutes; ``prometheus_client``'s default stops at 10 s."""
