@@ -11,7 +11,8 @@ import-linter (``[tool.importlinter]`` in pyproject.toml; docs/design.md draws i
                      state and what it does after a failure)
     L2 seams         _hooks (the Instrument protocol and its event records)
     L3 mechanics     _clock, _waiters, _scheduler, _pool, _record, _request, _stats, _log,
-                     _lease, _outcomes, _health, _engine (the request path and leases)
+                     _lease, _outcomes, _admission, _health, _engine (the request path
+                     and leases)
     L4 public faces  _facade (SDK-shaped views, PooledStream; imports the engine, never the
                      manager), _manager (ConnectionManager: lifecycle, config, API),
                      _stream_params, _streams (RecoveringStream)

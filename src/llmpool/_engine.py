@@ -1,16 +1,11 @@
 """The request path: admission -> queue -> attempt -> classify -> retry, and leases.
 
-Life of a request: admission (open? can its tokens ever fit a configured limit?) -> queue for
-a slot (priority, sessions, ``queue_timeout``; a full queue evicts a lower-priority waiter
-or, with ``admission="wait"``, makes the caller wait for a place); the grant also reserves
-the request and token budget of its model on an upstream whose circuit lets it through and
-that is not cooling -> pick that upstream's least busy client -> attempt under
-``request_timeout`` -> learn the rate-limit headers, settle the token estimate with the
-usage, tell the circuit breaker (``_health``) -> on failure ``classify`` decides; a retry
-(within the retry budget) gives the slot back, waits out the server's hint or the backoff
-(or, behind an open circuit, waits in the queue), and queues again ahead of later arrivals.
-A ``deadline`` bounds the whole. Every path ends in exactly one result or one exception, and
-one ``RequestFinished`` event.
+The life of a request, step by step, is in docs/design.md ("The life of a request"): admit
+(``_admission``), queue for a grant that also reserves its model's budget on a healthy
+upstream (``_scheduler``), attempt under ``request_timeout``, learn the headers and settle
+the tokens, tell the upstream's health (``_health``), and on failure let ``classify`` decide.
+Every path ends in exactly one result or one exception, and one ``RequestFinished`` event
+(``_outcomes``).
 
 A ``Lease`` is a request whose one attempt keeps its slot and client after it returned: an
 open SDK stream (``PooledStream``) or ``ConnectionManager.lease``. It ends when released.
@@ -38,25 +33,22 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from . import _constants as C
+from ._admission import apply_options, budget_key, refused, too_large
 from ._clock import loop_clock
 from ._config import CallOptions, PoolConfig
 from ._errors import (
-    DeadlineExceededError,
     ManagerClosedError,
     QueueFullError,
     QueueTimeoutError,
     RequestTimeoutError,
-    RequestTooLargeError,
 )
 from ._health import Health
 from ._hooks import (
-    AttemptStarted,
     Hooks,
-    RequestQueued,
 )
 from ._lease import Lease
 from ._log import LoggingInstrument
-from ._outcomes import Outcomes
+from ._outcomes import Outcomes, attempt_started, queued
 from ._pool import ClientPool, PooledClient, Upstream
 from ._record import CAPTURE
 from ._redact import Redactor
@@ -110,7 +102,7 @@ class Engine:
             max_queue_size=config.max_queue_size,
             starvation_limit=config.starvation_limit,
             gate=self._gate,
-            gate_key=_budget_key,
+            gate_key=budget_key,
         )
         self.logging = LoggingInstrument()
         self.stats = StatsRecorder()
@@ -247,7 +239,7 @@ class Engine:
             operation=operation,
         )
         if options is not None:
-            _apply(request, options, now)
+            apply_options(request, options, now)
         if self.state != Lifecycle.OPEN:
             reason = "not open yet" if self.state == Lifecycle.NEW else "closed"
             error = request.error(ManagerClosedError, f"the manager is {reason}", now)
@@ -258,19 +250,9 @@ class Engine:
         return request
 
     def _check_fits(self, request: Request) -> None:
-        pool = self.pool
-        assert pool is not None
-        limits = [u.budget(request.model) for u in pool.upstreams]
-        if all(limit.never_fits(request.tokens) for limit in limits):
-            largest = max(tpm for limit in limits if (tpm := limit.configured[1]) is not None)
-            error = request.error(
-                RequestTooLargeError,
-                f"estimated {request.tokens} tokens exceed the configured tokens-per-minute "
-                f"limit ({largest}) of every upstream; it could never be admitted",
-                request.submitted_at,
-                tokens=request.tokens,
-                limit=largest,
-            )
+        assert self.pool is not None
+        error = too_large(self.pool, request)
+        if error is not None:
             self.outcomes.finish(request, error)
             raise error
 
@@ -399,20 +381,12 @@ class Engine:
     def cancelled_error(self, request: Request) -> Exception:
         """The error of a request whose scope was cancelled by its deadline or by shutdown."""
         if not self._cancelled_all and request.deadline is not None:
-            # The scope's own deadline (only shutdown cancels it otherwise).
-            total = request.deadline - request.submitted_at
-            error = request.error(
-                DeadlineExceededError, f"the call's deadline of {total:g}s passed", self.now()
-            )
-            error.__cause__ = request.last_error
-            return error
-        return self.closed_error(request)
+            return request.deadline_error(self.now())  # the scope's own deadline
+        return request.closed_error(self.now())
 
     def closed_error(self, request: Request) -> Exception:
         """The error of a request that shutdown cancelled after the grace period."""
-        return request.error(
-            ManagerClosedError, "the manager closed before the request finished", self.now()
-        )
+        return request.closed_error(self.now())
 
     async def _with_retries(
         self,
@@ -516,17 +490,7 @@ class Engine:
             request.attempt_client, request.attempt_started = pooled, now  # for its record
             hook = self.hooks.on_attempt_started
             if hook is not None:
-                hook(
-                    AttemptStarted(
-                        request.id,
-                        request.session_id,
-                        request.priority,
-                        request.model,
-                        request.attempts,
-                        pooled.upstream.label,
-                        pooled.index,
-                    )
-                )
+                hook(attempt_started(request, pooled))
             client = pooled.client
             if inject_session and request.session_id is not None and not keep_slot:
                 client = client.with_options(default_headers={C.SESSION_HEADER: request.session_id})
@@ -565,8 +529,8 @@ class Engine:
                 if pooled is not None:
                     pooled.in_flight -= 1
                     # A refused attempt (an HTTP error) spent no tokens; others may have.
-                    refused = not succeeded and _refused(request)
-                    self._settle(request, pooled.upstream, refund=refused)
+                    spent_nothing = not succeeded and refused(request)
+                    self._settle(request, pooled.upstream, refund=spent_nothing)
                 self.scheduler.release()
 
     async def _queue(self, request: Request) -> None:
@@ -583,15 +547,7 @@ class Engine:
             if not retry:
                 hook = self.hooks.on_request_queued
                 if hook is not None:
-                    hook(
-                        RequestQueued(
-                            request.id,
-                            request.session_id,
-                            request.priority,
-                            request.model,
-                            scheduler.queued + 1,
-                        )
-                    )
+                    hook(queued(request, scheduler.queued + 1))
             rank = request.priority.rank
             # With admission="wait", first wait for a place in a full queue; an evicted
             # waiting-mode request waits for a place again (back-pressure, not an error).
@@ -674,28 +630,3 @@ class Engine:
         self.outcomes.finish(request, exc)
         self.leases.discard(lease)
         self._wake_if_idle()
-
-
-def _budget_key(request: Request) -> str | None:
-    """The budget a queued request draws on, for the scheduler: its model's."""
-    return request.model
-
-
-def _apply(request: Request, options: CallOptions, now: float) -> None:
-    """Per-call overrides (``with_options``) on a new request."""
-    if options.max_attempts is not None:
-        request.max_attempts = options.max_attempts
-    if options.queue_timeout is not None:
-        request.queue_timeout = options.queue_timeout
-    if options.request_timeout is not None:
-        request.request_timeout = options.request_timeout
-    if options.deadline is not None:
-        request.deadline = now + options.deadline
-    if options.admission is not None:
-        request.admission = options.admission
-
-
-def _refused(request: Request) -> bool:
-    """Whether the last attempt was answered with an HTTP error (no tokens generated)."""
-    decision = request.decision
-    return decision is not None and decision.status is not None

@@ -14,13 +14,21 @@ import anyio
 import openai
 
 from ._errors import ManagerClosedError, RequestTimeoutError
-from ._hooks import AttemptFinished, FirstChunk, Hooks, RequestFinished, RetryScheduled
+from ._hooks import (
+    AttemptFinished,
+    AttemptStarted,
+    FirstChunk,
+    Hooks,
+    RequestFinished,
+    RequestQueued,
+    RetryScheduled,
+)
 from ._pool import PooledClient
 from ._record import Capture, RequestRecord, annotate_error
 from ._request import Request
 from ._types import AttemptOutcome
 
-__all__ = ["Outcomes"]
+__all__ = ["Outcomes", "attempt_started", "queued"]
 
 
 class Outcomes:
@@ -173,3 +181,21 @@ class Outcomes:
                     self.now() - (request.submitted_at if started_at is None else started_at),
                 )
             )
+
+
+def queued(request: Request, depth: int) -> RequestQueued:
+    """``request``'s ``RequestQueued`` event; ``depth``: requests queued, this one included."""
+    return RequestQueued(request.id, request.session_id, request.priority, request.model, depth)
+
+
+def attempt_started(request: Request, pooled: PooledClient) -> AttemptStarted:
+    """The ``AttemptStarted`` event of ``request``'s attempt on ``pooled``."""
+    return AttemptStarted(
+        request.id,
+        request.session_id,
+        request.priority,
+        request.model,
+        request.attempts,
+        pooled.upstream.label,
+        pooled.index,
+    )

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import _constants as C
-from ._errors import InvalidSessionIdError, LLMPoolError
+from ._errors import (
+    DeadlineExceededError,
+    InvalidSessionIdError,
+    LLMPoolError,
+    ManagerClosedError,
+)
 from ._hooks import RequestFinished
 from ._pool import PooledClient, Upstream
 from ._record import AttemptOutcome, AttemptRecord, Capture, RequestOutcome, RequestRecord
@@ -181,6 +186,17 @@ class Request:
     ) -> LLMPoolError:
         """Build a typed error carrying this request's context (and ``fields``)."""
         return cls(message, **self.context(now), **fields)
+
+    def closed_error(self, now: float) -> LLMPoolError:
+        """``ManagerClosedError``: shutdown cancelled this request after the grace period."""
+        return self.error(ManagerClosedError, "the manager closed before the request finished", now)
+
+    def deadline_error(self, now: float) -> LLMPoolError:
+        """``DeadlineExceededError`` for this request's ``deadline``, chained to its last error."""
+        total = (self.deadline or now) - self.submitted_at
+        error = self.error(DeadlineExceededError, f"the call's deadline of {total:g}s passed", now)
+        error.__cause__ = self.last_error
+        return error
 
     def read_usage(self, result: object) -> None:
         """Take the usage and model of an SDK result (``Response``, ``ChatCompletion``...).
