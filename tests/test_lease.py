@@ -216,3 +216,16 @@ async def test_the_lease_client_sends_the_session_and_usage_settles_the_budget(
     assert "x-session-id" not in route.calls[1].request.headers
     event = finished.events[0]
     assert (event.total_tokens, event.input_tokens, event.output_tokens) == (5, 3, 2)
+
+
+async def test_an_error_in_the_managers_block_propagates_unchanged() -> None:
+    """The manager's task group never wraps the block's own exception in a group, and an
+    outer cancel scope still cancels the block (and is swallowed by its own scope)."""
+    with pytest.raises(KeyError, match="mine"):
+        async with manager():
+            raise KeyError("mine")
+    with anyio.move_on_after(0.01) as outer:
+        async with manager() as m:
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught
+    assert m.stats().active_connections == 0
