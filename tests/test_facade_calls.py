@@ -16,7 +16,7 @@ from openai.types.chat import ParsedChatCompletion
 from openai.types.responses import ParsedResponse
 
 from llmpool import ConnectionManager, PoolConfig, RateLimitPolicy
-from llmpool.instrumentation import Instrument, RequestFinished
+from llmpool.instrumentation import AttemptStarted, Instrument, RequestFinished
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +81,10 @@ EMBEDDINGS = {
 class Finished(Instrument):
     def __init__(self) -> None:
         self.events: list[RequestFinished] = []
+        self.started: list[tuple[str | None, bool]] = []
+
+    def on_attempt_started(self, event: AttemptStarted) -> None:
+        self.started.append((event.operation, event.stream))
 
     def on_request_finished(self, event: RequestFinished) -> None:
         self.events.append(event)
@@ -121,7 +125,8 @@ async def test_responses_parse_returns_the_parsed_model(mock: respx.MockRouter) 
     assert (event.operation, event.outcome, event.model) == ("responses", "completed", "gpt-x")
     assert (event.input_tokens, event.output_tokens, event.total_tokens) == (11, 7, 18)
     assert event.response_model == "gpt-x-2025"
-    assert event.server_address == "respx.test"
+    assert (event.server_address, event.server_port) == ("respx.test", 80)
+    assert finished.started == [("responses", False)]  # known from the first event on
 
 
 async def test_chat_parse_returns_the_parsed_model(mock: respx.MockRouter) -> None:

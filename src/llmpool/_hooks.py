@@ -63,6 +63,10 @@ class RequestQueued(NamedTuple):
     model: str | None
     queued: int
     """Requests queued now, this one included."""
+    operation: str | None = None
+    """``"chat"``, ``"responses"``, ``"embeddings"``, ``"lease"``; ``None`` for ``run``."""
+    stream: bool = False
+    """An SDK stream (``stream=True``)."""
 
 
 class AttemptStarted(NamedTuple):
@@ -78,6 +82,10 @@ class AttemptStarted(NamedTuple):
     """The upstream's label: base URL and a hash of the API key."""
     client: int
     """The client's pool index."""
+    operation: str | None = None
+    """As ``RequestQueued.operation``."""
+    stream: bool = False
+    """An SDK stream (``stream=True``)."""
 
 
 class AttemptFinished(NamedTuple):
@@ -209,6 +217,9 @@ class RequestFinished(NamedTuple):
     retried or rebuilt as another request: not the stream's end (``stats()`` and the logs
     skip it; the stream's own ``RequestFinished`` follows), but the end of this id's events,
     so per-request state kept by an instrument can be dropped."""
+    server_port: int | None = None
+    """The port of the last attempt's upstream base URL (its scheme's default when the URL
+    names none), if an attempt started."""
 
 
 Event: TypeAlias = (

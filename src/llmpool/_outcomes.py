@@ -185,7 +185,15 @@ class Outcomes:
 
 def queued(request: Request, depth: int) -> RequestQueued:
     """``request``'s ``RequestQueued`` event; ``depth``: requests queued, this one included."""
-    return RequestQueued(request.id, request.session_id, request.priority, request.model, depth)
+    return RequestQueued(
+        request.id,
+        request.session_id,
+        request.priority,
+        request.model,
+        depth,
+        request.operation,
+        request.stream,
+    )
 
 
 def attempt_started(request: Request, pooled: PooledClient) -> AttemptStarted:
@@ -198,4 +206,6 @@ def attempt_started(request: Request, pooled: PooledClient) -> AttemptStarted:
         request.attempts,
         pooled.upstream.label,
         pooled.index,
+        request.operation,
+        request.stream,
     )

@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 import openai
 
@@ -120,11 +120,12 @@ class Upstream:
         policy: the rate-limit policy (configured limits, per model).
         circuit: the circuit-breaker policy; ``None`` or disabled: no breaker.
         address: the base URL's host, for instruments; default ``None``.
+        port: the base URL's port, for instruments; default ``None``.
         budgets: the budget store (``_state``); in memory by default.
         health: the health store (cooldown, breaker); in memory by default.
     """
 
-    __slots__ = ("_store", "address", "budgets", "health", "label", "policy")
+    __slots__ = ("_store", "address", "budgets", "health", "label", "policy", "port")
 
     def __init__(
         self,
@@ -133,11 +134,13 @@ class Upstream:
         circuit: CircuitPolicy | None = None,
         *,
         address: str | None = None,
+        port: int | None = None,
         budgets: BudgetStore | None = None,
         health: HealthStore | None = None,
     ) -> None:
         self.label = label
         self.address = address  # the base URL's host (OpenTelemetry's server.address)
+        self.port = port  # its port, the scheme's default if the URL names none
         self.policy = policy
         self._store = MemoryBudgets() if budgets is None else budgets
         self.budgets = self._store.models(label)  # the store's live mapping, by model
@@ -214,6 +217,15 @@ class PooledClient:
         self.in_flight = 0
 
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _port(client: openai.AsyncOpenAI) -> int | None:
+    """The port of the client's base URL (its scheme's default when the URL names none)."""
+    url = client.base_url
+    return url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
 def _upstream_label(client: openai.AsyncOpenAI) -> str:
     # The key is hashed: labels appear in logs and stats, keys must not.
     digest = hashlib.sha256(client.api_key.encode()).hexdigest()[:8]
@@ -262,6 +274,7 @@ class ClientPool:
                     policy,
                     circuit,
                     address=client.base_url.host or None,
+                    port=_port(client),
                     budgets=budgets,
                     health=self._health,
                 )

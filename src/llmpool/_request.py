@@ -260,6 +260,8 @@ class Request:
             self.output_tokens,
             self.used_tokens,
             self.response_model,
+            False,
+            None if upstream is None else upstream.port,
         )
 
     # -- the request's story -----------------------------------------------------------------

@@ -158,6 +158,7 @@ class OpenTelemetryInstrument(Instrument):
         priority: Priority,
         model: str | None,
         start_time: int | None = None,
+        operation: str | None = None,
     ) -> _Open:
         attributes: dict[str, AttributeValue] = {
             "gen_ai.provider.name": self.provider_name,
@@ -168,9 +169,15 @@ class OpenTelemetryInstrument(Instrument):
             attributes["gen_ai.request.model"] = model
         if session_id is not None:
             attributes["llmpool.session.id"] = session_id
-        # Named for what is known now; ``_finish`` renames it once the operation is known.
+        # Named by the semantic conventions when the operation is known at the start (the
+        # façade's calls); ``run()`` and leases are renamed at the end.
+        name = "llmpool.request"
+        semconv = None if operation is None else OPERATION_NAMES.get(operation)
+        if semconv is not None:
+            name = semconv if model is None else f"{semconv} {model}"
+            attributes["gen_ai.operation.name"] = semconv
         span = self._tracer.start_span(
-            "llmpool.request",
+            name,
             kind=trace.SpanKind.CLIENT,
             attributes=attributes,
             start_time=start_time,
@@ -181,14 +188,24 @@ class OpenTelemetryInstrument(Instrument):
     def on_request_queued(self, event: RequestQueued) -> None:
         """Start the request's span; add a ``llmpool.queued`` event."""
         state = self._open.get(event.request_id) or self._start(
-            event.request_id, event.session_id, event.priority, event.model
+            event.request_id,
+            event.session_id,
+            event.priority,
+            event.model,
+            operation=event.operation,
         )
         state.span.add_event("llmpool.queued", {"llmpool.queued": event.queued})
 
     def on_attempt_started(self, event: AttemptStarted) -> None:
         """Start the request's span if it did not queue."""
         if event.request_id not in self._open:
-            self._start(event.request_id, event.session_id, event.priority, event.model)
+            self._start(
+                event.request_id,
+                event.session_id,
+                event.priority,
+                event.model,
+                operation=event.operation,
+            )
 
     def on_attempt_finished(self, event: AttemptFinished) -> None:
         """Add a ``llmpool.attempt`` event: number, upstream, outcome, status, duration."""
@@ -284,7 +301,9 @@ class OpenTelemetryInstrument(Instrument):
             common["gen_ai.response.model"] = event.response_model
         if event.server_address is not None:
             common["server.address"] = event.server_address
-            port = self._port(event.upstream)
+            port = (
+                event.server_port if event.server_port is not None else self._port(event.upstream)
+            )
             if port is not None:
                 common["server.port"] = port
 
