@@ -177,3 +177,20 @@ async def test_the_managers_own_instruments_cannot_be_removed() -> None:
         m.remove_instrument(recorder)
         await m.run(ok)
     assert [n for n, _ in recorder.seen].count("on_request_finished") == 1
+
+
+async def test_stats_count_llmpool_errors_by_type_not_by_name() -> None:
+    """A caller's own exception that happens to be named QueueTimeoutError is a failure, not
+    a queue timeout: stats() tells llmpool's errors by their class."""
+
+    class QueueTimeoutError(Exception):  # the caller's, not llmpool's
+        pass
+
+    async def fails(client: openai.AsyncOpenAI) -> None:
+        raise QueueTimeoutError("mine")
+
+    async with ConnectionManager(client_factory=client_factory()) as m:
+        with pytest.raises(QueueTimeoutError):
+            await m.run(fails)
+        stats = m.stats()
+    assert (stats.failed_requests, stats.total_timeouts, stats.rejected_requests) == (1, 0, 0)

@@ -115,7 +115,6 @@ class Engine:
         self.leases: set[Lease] = set()
         self._idle: anyio.Event | None = None
         self._cancelled_all = False  # set when shutdown cancels the work still running
-        self.retrying = 0  # retry attempts in flight now (the retry budget counts them)
         policy = config.rate_limit
         self._tpm_configured = policy.tokens_per_minute is not None or any(
             m.tokens_per_minute is not None for m in policy.models.values()
@@ -128,7 +127,6 @@ class Engine:
             self.seq,
             lambda: self.now(),
             self.active,
-            lambda: self.retrying,
         )
         self._tag = secrets.token_hex(3)
         self._backoff = backoff_strategy(config.retry)
@@ -485,7 +483,7 @@ class Engine:
             request.attempts += 1
             if request.attempts > 1:
                 retry_in_flight = True
-                self.retrying += 1
+                self.health.retrying += 1
             now = self.now()
             request.attempt_client, request.attempt_started = pooled, now  # for its record
             hook = self.hooks.on_attempt_started
@@ -522,7 +520,7 @@ class Engine:
             raise
         finally:
             if retry_in_flight:
-                self.retrying -= 1
+                self.health.retrying -= 1
             if pooled is not None and succeeded and pooled.upstream.breaker is not None:
                 self.health.answered(request, pooled.upstream)
             if holds_slot:

@@ -34,10 +34,9 @@ class Health:
         seq: the engine's arrival counter (a failed probe goes behind later retries).
         now: the event loop's clock, read when a decision needs it.
         active: the engine's registry of active requests (the retry budget is a share of it).
-        retrying: the retry attempts in flight now.
     """
 
-    __slots__ = ("_active", "_hooks", "_now", "_retry", "_retrying", "_scheduler", "_seq", "pool")
+    __slots__ = ("_active", "_hooks", "_now", "_retry", "_scheduler", "_seq", "pool", "retrying")
 
     def __init__(
         self,
@@ -47,7 +46,6 @@ class Health:
         seq: itertools.count[int],
         now: Callable[[], float],
         active: Sized,
-        retrying: Callable[[], int],
     ) -> None:
         self._retry = retry
         self._hooks = hooks
@@ -55,7 +53,7 @@ class Health:
         self._seq = seq
         self._now = now
         self._active = active
-        self._retrying = retrying
+        self.retrying = 0  # retry attempts in flight now (the engine counts them)
         self.pool: ClientPool | None = None  # the engine's, set on open
 
     def _circuit(
@@ -142,7 +140,7 @@ class Health:
         allowed = max(
             policy.min_retry_concurrency, policy.budget_percent / 100.0 * len(self._active)
         )
-        retrying = self._retrying()
+        retrying = self.retrying
         if retrying < allowed or self.held_by_circuit(request):
             return True
         hook = self._hooks.on_retry_refused

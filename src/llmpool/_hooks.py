@@ -281,17 +281,8 @@ class Instrument(Protocol):
         return None
 
 
-HOOK_NAMES: Final = (
-    "on_request_queued",
-    "on_attempt_started",
-    "on_attempt_finished",
-    "on_retry_scheduled",
-    "on_retry_refused",
-    "on_cooldown_started",
-    "on_circuit_changed",
-    "on_first_chunk",
-    "on_request_finished",
-)
+HOOK_NAMES: Final = tuple(name for name in vars(Instrument) if name.startswith("on_"))
+"""The hooks an instrument may define, in event order: ``Instrument``'s ``on_*`` methods."""
 
 Hook: TypeAlias = Callable[[Any], None]
 

@@ -157,9 +157,7 @@ def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def has_ratelimit_headers(headers: Mapping[str, str]) -> bool:
     """Whether any ``x-ratelimit-*`` header (or its gateway form) was sent."""
-    return any(
-        name.lower().startswith(prefix) for name in headers for prefix in _RATELIMIT_PREFIXES
-    )
+    return bool(ratelimit_headers(headers))
 
 
 class TokenBucket:

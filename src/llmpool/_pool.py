@@ -150,7 +150,6 @@ class Upstream:
             self.budget(None)
         for model in policy.models:
             self.budget(model)
-        self.budgets = self._store.models(label)
 
     @property
     def breaker(self) -> CircuitBreaker | None:
@@ -167,7 +166,6 @@ class Upstream:
         budget = self.budgets.get(model)
         if budget is None:
             budget = self._store.limits(self.label, model, self.policy)
-            self.budgets = self._store.models(self.label)
         return budget
 
     def wait_for(self, tokens: int, now: float, model: str | None = None) -> float:

@@ -95,7 +95,10 @@ class BudgetStore(Protocol):
         ...
 
     def models(self, upstream: str) -> Mapping[str | None, UpstreamLimits]:
-        """Every budget of ``upstream`` seen so far, by model (for ``stats()``)."""
+        """Every budget of ``upstream`` seen so far, by model (for ``stats()``).
+
+        The live mapping: budgets created later by ``limits`` appear in it.
+        """
         ...
 
     def attach(self, seam: ClockSeam) -> None:
@@ -197,8 +200,8 @@ class MemoryBudgets:
         return budget
 
     def models(self, upstream: str) -> Mapping[str | None, UpstreamLimits]:
-        """Every budget of ``upstream`` seen so far, by model."""
-        return self._limits.get(upstream, {})
+        """Every budget of ``upstream`` seen so far, by model: the live mapping."""
+        return self._limits.setdefault(upstream, {})
 
     def attach(self, seam: ClockSeam) -> None:
         """Nothing to convert: the loop clock."""

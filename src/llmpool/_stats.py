@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from . import _constants as C
+from ._errors import QueueFullError, QueueTimeoutError, RequestTooLargeError
 from ._hooks import AttemptFinished, Instrument, RequestFinished, RetryRefused, RetryScheduled
 
 __all__ = ["ConnectionStats", "LatencyStats", "StatsRecorder", "UpstreamLimitStats"]
@@ -104,7 +105,7 @@ class ConnectionStats(BaseModel):
     uptime: float = Field(description="Seconds since the manager was opened.")
 
 
-_REJECTED: Final = frozenset({"QueueFullError", "RequestTooLargeError"})
+_REJECTED: Final = (QueueFullError, RequestTooLargeError)
 
 
 class StatsRecorder(Instrument):
@@ -152,10 +153,10 @@ class StatsRecorder(Instrument):
             self.cancelled += 1
         else:
             self.failed += 1
-            error = event.error
-            if error in _REJECTED:
+            error = event.exception
+            if isinstance(error, _REJECTED):
                 self.rejected += 1
-            elif error == "QueueTimeoutError":
+            elif isinstance(error, QueueTimeoutError):
                 self.timeouts += 1
         if event.queue_wait is not None:
             self.queue_wait.append(event.queue_wait)
