@@ -248,3 +248,23 @@ def test_a_call_id_reused_by_a_later_turn_is_pending_again() -> None:
     assert conversation.pending_call_ids() == ["call_0"]
     conversation.add_tool_output("call_0", "2")
     assert conversation.pending_call_ids() == []
+
+
+def test_add_assistant_ends_the_turn_with_the_callers_text() -> None:
+    """A stopped turn keeps its input and the partial reply: the turn is no longer pending
+    (a later discard_turn removes nothing), and the message has no id (portable)."""
+    responses, chat = Conversation(), Conversation(api="chat")
+    for conversation in (responses, chat):
+        conversation.add_user("hi")
+        conversation.add_assistant("Hel")
+        conversation.discard_turn()
+        assert conversation.turn_start is None
+    assert responses.items[1] == {"type": "message", "role": "assistant", "content": "Hel"}
+    assert chat.items[1] == {"role": "assistant", "content": "Hel"}
+    assert len(responses.items) == len(chat.items) == 2
+
+
+def test_empty_assistant_message_is_refused() -> None:
+    """An empty assistant message is a mistake: ValueError naming the method."""
+    with pytest.raises(ValueError, match="add_assistant"):
+        Conversation().add_assistant("")

@@ -84,13 +84,15 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_import_llmpool_loads_no_extra_and_no_subpackage() -> None:
-    """import llmpool imports none of the extras (rich, starlette, uvicorn, trio) and none of
-    its own subpackages: the core never imports one."""
+    """import llmpool imports none of the extras (rich, starlette, uvicorn, hypercorn, trio,
+    prometheus_client, websockets) and none of its own subpackages: the core never imports
+    one."""
     probe = (
         "import sys, llmpool; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'rich', 'starlette', 'uvicorn', 'trio'} "
-        "or m.startswith(('llmpool.testing', 'llmpool._cli'))))"
+        "{'rich', 'starlette', 'uvicorn', 'hypercorn', 'trio', 'prometheus_client', "
+        "'websockets'} "
+        "or m.startswith(('llmpool.testing', 'llmpool._cli', 'llmpool.server'))))"
     )
     done = _run(probe)
     assert done.returncode == 0, done.stderr
@@ -104,4 +106,14 @@ def test_llmpool_testing_without_its_extra_names_it() -> None:
     assert done.stderr.rstrip().endswith(
         "llmpool._extras.MissingExtraError: llmpool.testing needs the 'testing' extra: "
         "pip install 'llmpool[testing]' (starlette is missing)"
+    )
+
+
+def test_llmpool_server_without_its_extra_names_it() -> None:
+    """import llmpool.server without hypercorn fails with the server extra's pip command."""
+    done = _run("import sys; sys.modules['hypercorn'] = None; import llmpool.server")
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(
+        "llmpool._extras.MissingExtraError: llmpool.server needs the 'server' extra: "
+        "pip install 'llmpool[server]' (hypercorn is missing)"
     )

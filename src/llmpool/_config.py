@@ -30,6 +30,7 @@ __all__ = [
     "RateLimitPolicy",
     "RetryPolicy",
     "check_admission",
+    "name_variables",
 ]
 
 
@@ -342,13 +343,15 @@ class PoolConfig(BaseModel):
         except ValidationError as exc:
             if not sources:
                 raise
-            raise _name_variables(exc, sources) from None
+            raise name_variables(exc, sources) from None
 
 
-def _name_variables(
+def name_variables(
     exc: ValidationError, sources: Mapping[tuple[str | int, ...], str]
 ) -> ValidationError:
     """``exc`` with each error about a value read from the environment located at its variable.
+
+    Also used by ``llmpool.server.ServerConfig.from_env`` (its variables are top-level fields).
 
     ``loc`` ``("retry", "max_attempts")`` becomes ``("LLMPOOL_RETRY_MAX_ATTEMPTS",)``; other
     errors are kept as they are. The error types, messages and inputs are unchanged.

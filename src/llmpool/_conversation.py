@@ -224,6 +224,27 @@ class Conversation(BaseModel):
         self.synced = len(self.items) if stored else 0
         self.turn_start = None
 
+    def add_assistant(self, content: str) -> None:
+        """Append an assistant message written by the caller, and end the turn in progress.
+
+        For a turn the caller ended early (a chat server's "stop"): the stream's partial text
+        is kept as the assistant's reply, after the turn's input. Without an ``id``, so it is
+        portable (any instance and ``store=false`` accept it).
+
+        Args:
+            content: the assistant's text.
+
+        Raises:
+            ValueError: ``content`` is empty.
+        """
+        if not content:
+            raise ValueError("add_assistant: content must not be empty")
+        if self.api == "responses":
+            self.items.append({"type": "message", "role": "assistant", "content": content})
+        else:
+            self.items.append({"role": "assistant", "content": content})
+        self.turn_start = None
+
     def record_chat_message(self, message: object) -> None:
         """Append an assistant message (Chat Completions), e.g. ``choices[0].message``."""
         data = {k: v for k, v in _as_dict(message).items() if v is not None}

@@ -19,10 +19,20 @@ CLI_MAY_IMPORT = {
     "llmpool._constants",
     "llmpool._extras",
     "llmpool.instrumentation",
+    "llmpool.server",
     "llmpool.testing",
 }
 PRIVATE_SEAMS: set[tuple[str, str]] = set()
-SUBPACKAGES = ("_cli", "instrumentation", "testing")
+SUBPACKAGES = ("_cli", "instrumentation", "server", "testing")
+SERVER = SRC / "server"
+# What llmpool.server may import from llmpool besides its own modules: the public API, the
+# Prometheus instrument, the extras helper, and one seam: the environment errors' locator.
+SERVER_MAY_IMPORT = {
+    "llmpool",
+    "llmpool._extras",
+    "llmpool._config",
+    "llmpool.instrumentation.prometheus",
+}
 
 
 def _imports(path: Path) -> list[str]:
@@ -108,3 +118,17 @@ def test_cli_modules_below_the_commands_import_no_command() -> None:
     for name in ("_command.py", "__init__.py", "__main__.py"):
         imported = _imports(CLI / name)
         assert not [n for n in imported if n.startswith("llmpool._cli.demo")], name
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SERVER.rglob("*.py")), ids=lambda p: p.relative_to(SERVER).as_posix()
+)
+def test_the_server_uses_the_public_api(path: Path) -> None:
+    """llmpool.server imports llmpool's public names, the Prometheus instrument, _extras and
+    _config (name_variables), and its own modules; never the CLI."""
+    used = {
+        name
+        for name in _imports(path)
+        if name.startswith("llmpool.") and not name.startswith("llmpool.server")
+    }
+    assert used <= SERVER_MAY_IMPORT

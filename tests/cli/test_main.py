@@ -45,10 +45,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> list[Command]:
 
 
 def test_every_registered_command_is_a_subcommand() -> None:
-    """The parser has one subcommand per entry of COMMANDS, in order: today only demo."""
+    """The parser has one subcommand per entry of COMMANDS, in order: demo, serve."""
     parser = build_parser()
     (action,) = parser._subparsers._group_actions  # type: ignore[union-attr]
-    assert list(action.choices) == [c.name for c in _main.COMMANDS] == ["demo"]  # type: ignore[union-attr]
+    assert list(action.choices) == [c.name for c in _main.COMMANDS] == ["demo", "serve"]  # type: ignore[union-attr]
 
 
 def test_a_registered_command_gets_its_options_and_status(

@@ -1,0 +1,203 @@
+"""``ServerConfig``: every setting of ``llmpool.server``, and its ``LLMPOOL_SERVER_*`` variables.
+
+Durations are floats in seconds, sizes in bytes, counts plain integers. The manager's own
+settings (concurrency, queue, retries, timeouts, ``shutdown_grace``) are ``pool``, a
+``PoolConfig`` read from the ``LLMPOOL_*`` variables of ``llmpool.ENV_VARS``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from llmpool import PoolConfig, Priority
+from llmpool._config import name_variables
+
+from . import _constants as C
+
+__all__ = ["SERVER_ENV_VARS", "ServerConfig"]
+
+Api = Literal["responses", "chat"]
+LogFormat = Literal["text", "json"]
+
+
+class ServerConfig(BaseModel):
+    """How ``llmpool.server`` serves: where, against which endpoint, with which limits.
+
+    Build it directly, or with ``ServerConfig.from_env()`` from ``LLMPOOL_SERVER_*`` variables
+    (``SERVER_ENV_VARS``; docs/server.md has the table). Immutable; variants with
+    ``model_copy(update=...)``.
+
+    Raises:
+        pydantic.ValidationError: on construction, a value out of its bounds; the message
+            names the field (or, from ``from_env``, the variable).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default=C.DEFAULT_HOST, min_length=1, description="Address to bind.")
+    port: int = Field(
+        default=C.DEFAULT_PORT, ge=0, le=65535, description="TCP port to bind; 0: any free one."
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="The OpenAI-compatible endpoint; None: the SDK's (OPENAI_BASE_URL or the "
+        "OpenAI API). `llmpool serve` uses its embedded simulated provider when none is set.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="The endpoint's API key; None: the SDK's OPENAI_API_KEY."
+    )
+    model: str = Field(default=C.DEFAULT_MODEL, min_length=1, description="Model of every turn.")
+    api: Api = Field(
+        default="responses", description="'responses' (Responses API) or 'chat' (Chat Completions)."
+    )
+    instructions: str | None = Field(
+        default=None, description="System instructions sent with every turn; None: none."
+    )
+    max_output_tokens: int | None = Field(
+        default=None, ge=1, description="Output tokens per turn, count; None: the model's limit."
+    )
+    max_connections: int = Field(
+        default=C.DEFAULT_MAX_CONNECTIONS,
+        ge=1,
+        description="Concurrent WebSocket connections, count; more are refused with 1013.",
+    )
+    connection_timeout: float = Field(
+        default=C.DEFAULT_CONNECTION_TIMEOUT,
+        gt=0,
+        description="Seconds without a client frame and without a running turn before a "
+        "socket is closed with 1001.",
+    )
+    max_message_bytes: int = Field(
+        default=C.DEFAULT_MAX_MESSAGE_BYTES,
+        ge=64,
+        description="Largest client frame, bytes; larger: message_too_big and close 1009.",
+    )
+    ping_interval: float = Field(
+        default=C.DEFAULT_PING_INTERVAL, gt=0, description="Seconds between protocol pings."
+    )
+    ping_timeout: float = Field(
+        default=C.DEFAULT_PING_TIMEOUT,
+        gt=0,
+        description="Seconds a peer has to answer a ping before it is dropped.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token clients must present (Authorization header, or an `auth` "
+        "first frame from browsers); None: no authentication.",
+    )
+    auth_timeout: float = Field(
+        default=C.DEFAULT_AUTH_TIMEOUT,
+        gt=0,
+        description="Seconds a client has to send its `auth` frame when a token is required.",
+    )
+    session_buffer_frames: int = Field(
+        default=C.DEFAULT_SESSION_BUFFER_FRAMES,
+        ge=16,
+        description="Frames each session keeps for resume and slow sockets, count.",
+    )
+    max_sessions: int = Field(
+        default=C.DEFAULT_MAX_SESSIONS,
+        ge=1,
+        description="Sessions kept in memory, count; the least recently used idle one is "
+        "dropped for a new one.",
+    )
+    session_ttl: float = Field(
+        default=C.DEFAULT_SESSION_TTL,
+        gt=0,
+        description="Seconds an idle session (no socket, no running turn) is kept.",
+    )
+    cancel_on_disconnect: bool = Field(
+        default=False,
+        description="Stop a session's running turn when its last socket goes; default: the "
+        "turn finishes and is kept for resume.",
+    )
+    ready_when_full: bool = Field(
+        default=False,
+        description="Whether /readyz answers 200 at capacity (default: 503, so a load "
+        "balancer sends new clients elsewhere).",
+    )
+    retry_after: float = Field(
+        default=C.DEFAULT_RETRY_AFTER,
+        gt=0,
+        description="Seconds a client refused at capacity is told to wait.",
+    )
+    default_priority: Priority = Field(
+        default=Priority.NORMAL, description="Priority of a connection without ?priority=."
+    )
+    log_format: LogFormat = Field(
+        default="text", description="`llmpool serve`'s log lines: 'text' or 'json'."
+    )
+    log_content: bool = Field(
+        default=False, description="Whether logs may carry message text (default: never)."
+    )
+    pool: PoolConfig = Field(
+        default_factory=PoolConfig,
+        description="The ConnectionManager's settings (LLMPOOL_* variables).",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+        """Build a config from ``LLMPOOL_SERVER_*`` variables, ``pool`` from ``LLMPOOL_*``.
+
+        Args:
+            environ: the variables to read; ``os.environ`` by default.
+            **overrides: fields that take precedence over the environment (e.g. the
+                command line's ``port=8001``); ``pool`` may be a ``PoolConfig``.
+
+        Returns:
+            The validated config; unset variables keep their defaults.
+
+        Raises:
+            pydantic.ValidationError: a value is invalid; an error about a value read from
+                the environment is located at the variable's name
+                (``loc == ("LLMPOOL_SERVER_PORT",)``).
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        sources: dict[tuple[str | int, ...], str] = {}  # field path -> its variable
+        for var, field in SERVER_ENV_VARS.items():
+            if var in env and field not in overrides:
+                data[field] = env[var]
+                sources[(field,)] = var
+        data.update(overrides)
+        if "pool" not in data:
+            data["pool"] = PoolConfig.from_env(env)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            if not sources:
+                raise
+            raise name_variables(exc, sources) from None
+
+
+SERVER_ENV_VARS: Final[Mapping[str, str]] = {
+    "LLMPOOL_SERVER_HOST": "host",
+    "LLMPOOL_SERVER_PORT": "port",
+    "LLMPOOL_SERVER_BASE_URL": "base_url",
+    "LLMPOOL_SERVER_API_KEY": "api_key",
+    "LLMPOOL_SERVER_MODEL": "model",
+    "LLMPOOL_SERVER_API": "api",
+    "LLMPOOL_SERVER_INSTRUCTIONS": "instructions",
+    "LLMPOOL_SERVER_MAX_OUTPUT_TOKENS": "max_output_tokens",
+    "LLMPOOL_SERVER_MAX_CONNECTIONS": "max_connections",
+    "LLMPOOL_SERVER_CONNECTION_TIMEOUT": "connection_timeout",
+    "LLMPOOL_SERVER_MAX_MESSAGE_BYTES": "max_message_bytes",
+    "LLMPOOL_SERVER_PING_INTERVAL": "ping_interval",
+    "LLMPOOL_SERVER_PING_TIMEOUT": "ping_timeout",
+    "LLMPOOL_SERVER_TOKEN": "token",
+    "LLMPOOL_SERVER_AUTH_TIMEOUT": "auth_timeout",
+    "LLMPOOL_SERVER_SESSION_BUFFER_FRAMES": "session_buffer_frames",
+    "LLMPOOL_SERVER_MAX_SESSIONS": "max_sessions",
+    "LLMPOOL_SERVER_SESSION_TTL": "session_ttl",
+    "LLMPOOL_SERVER_CANCEL_ON_DISCONNECT": "cancel_on_disconnect",
+    "LLMPOOL_SERVER_READY_WHEN_FULL": "ready_when_full",
+    "LLMPOOL_SERVER_RETRY_AFTER": "retry_after",
+    "LLMPOOL_SERVER_DEFAULT_PRIORITY": "default_priority",
+    "LLMPOOL_SERVER_LOG_FORMAT": "log_format",
+    "LLMPOOL_SERVER_LOG_CONTENT": "log_content",
+}
+"""Each ``LLMPOOL_SERVER_*`` variable and the ``ServerConfig`` field it sets."""
