@@ -96,8 +96,9 @@ class ServerConfig(BaseModel):
     )
     session_buffer_frames: int = Field(
         default=C.DEFAULT_SESSION_BUFFER_FRAMES,
-        ge=16,
-        description="Frames each session keeps for resume and slow sockets, count.",
+        ge=64,
+        description="Frames each session keeps for resume and slow sockets, count (at least "
+        "the longest burst of chunks the upstream sends in one read).",
     )
     max_sessions: int = Field(
         default=C.DEFAULT_MAX_SESSIONS,
@@ -124,6 +125,12 @@ class ServerConfig(BaseModel):
         default=C.DEFAULT_RETRY_AFTER,
         gt=0,
         description="Seconds a client refused at capacity is told to wait.",
+    )
+    close_timeout: float = Field(
+        default=C.DEFAULT_CLOSE_TIMEOUT,
+        gt=0,
+        description="Seconds a draining server waits for close handshakes and requests in "
+        "flight before it drops them.",
     )
     default_priority: Priority = Field(
         default=Priority.NORMAL, description="Priority of a connection without ?priority=."
@@ -196,6 +203,7 @@ SERVER_ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_SERVER_CANCEL_ON_DISCONNECT": "cancel_on_disconnect",
     "LLMPOOL_SERVER_READY_WHEN_FULL": "ready_when_full",
     "LLMPOOL_SERVER_RETRY_AFTER": "retry_after",
+    "LLMPOOL_SERVER_CLOSE_TIMEOUT": "close_timeout",
     "LLMPOOL_SERVER_DEFAULT_PRIORITY": "default_priority",
     "LLMPOOL_SERVER_LOG_FORMAT": "log_format",
     "LLMPOOL_SERVER_LOG_CONTENT": "log_content",

@@ -16,7 +16,6 @@ from anyio.abc import TaskGroup
 
 from llmpool import ConnectionManager, Conversation, ManagerView
 
-from . import _constants as C
 from ._config import ServerConfig
 from ._logs import log_event, session_hash
 from ._metrics import ServerMetrics
@@ -119,8 +118,8 @@ class Runtime:
         close 1012). Running turns get ``grace`` seconds (default the manager's
         ``shutdown_grace``) to finish, their frames still reaching their sockets; a turn
         still running then ends with ``server_shutting_down``. Every socket then gets that
-        error and close 1012; one that has not closed within ``DEFAULT_CLOSE_TIMEOUT``
-        seconds is dropped. Idempotent: a second call waits for the first.
+        error and close 1012; one that has not closed within ``close_timeout`` seconds is
+        dropped. Idempotent: a second call waits for the first.
         """
         if self.state in (Lifecycle.DRAINING, Lifecycle.DRAINED):
             await self._drained.wait()
@@ -134,7 +133,7 @@ class Runtime:
                     await running[0].done.wait()
             for turn in self.sessions.running():
                 turn.scope.cancel()  # not a stop: the turn ends with server_shutting_down
-            with anyio.move_on_after(C.DEFAULT_CLOSE_TIMEOUT):
+            with anyio.move_on_after(self.config.close_timeout):
                 while running := self.sessions.running():
                     await running[0].done.wait()
             for sock in list(self.sockets):
@@ -143,7 +142,7 @@ class Runtime:
                     ErrorCode.SERVER_SHUTTING_DOWN,
                     "the server is restarting: reconnect",
                 )
-            with anyio.move_on_after(C.DEFAULT_CLOSE_TIMEOUT):
+            with anyio.move_on_after(self.config.close_timeout):
                 while self.sockets:
                     await next(iter(self.sockets)).finished.wait()
             for sock in list(self.sockets):

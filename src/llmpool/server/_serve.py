@@ -27,7 +27,6 @@ import sniffio
 from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 
-from . import _constants as C
 from ._config import ServerConfig
 from ._runtime import Runtime
 
@@ -126,7 +125,7 @@ async def _uvicorn(
             lifespan="on",
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=math.ceil(C.DEFAULT_CLOSE_TIMEOUT),
+            timeout_graceful_shutdown=math.ceil(config.close_timeout),
         )
     )
 
@@ -158,7 +157,7 @@ async def _hypercorn(
     settings.websocket_ping_interval = config.ping_interval
     settings.read_timeout = math.ceil(config.ping_interval + config.ping_timeout)
     settings.websocket_max_message_size = _max_size(config)
-    settings.graceful_timeout = C.DEFAULT_CLOSE_TIMEOUT
+    settings.graceful_timeout = config.close_timeout
     settings.accesslog = None
     settings.errorlog = logging.getLogger("hypercorn.error")  # the application's logging
     task_status.started(port)
