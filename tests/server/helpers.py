@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
+from starlette.applications import Starlette
 
 from llmpool import PoolConfig
 from llmpool.server import Runtime, ServerConfig, create_app, serve
@@ -46,7 +47,13 @@ async def served(sim: SimulatedProvider, **settings: Any) -> AsyncIterator[Serve
     # connection, until the client closes it or the graceful timeout passes.
     settings.setdefault("close_timeout", 0.3)
     config = ServerConfig(base_url=sim.base_url, api_key=KEY, port=0, pool=pool, **settings)
-    app = create_app(config)
+    async with serve_app(create_app(config)) as server:
+        yield server
+
+
+@asynccontextmanager
+async def serve_app(app: Starlette) -> AsyncIterator[Served]:
+    """Serve ``app`` (its own config) until the block ends, then drain and stop."""
     stop, done = anyio.Event(), anyio.Event()
 
     async def run(*, task_status: anyio.abc.TaskStatus[int]) -> None:
@@ -120,7 +127,7 @@ async def chat(
     async with aconnect_ws(
         server.ws_url(session, **query),
         server.http,
-        headers=headers or {},
+        headers=dict(headers or {}),  # httpx-ws adds its upgrade headers to the mapping
         keepalive_ping_interval_seconds=None,
     ) as ws:
         yield Chat(ws)

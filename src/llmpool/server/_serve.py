@@ -28,6 +28,7 @@ from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 
 from ._config import ServerConfig
+from ._logs import log_event
 from ._runtime import Runtime
 
 __all__ = ["bind", "serve"]
@@ -87,6 +88,8 @@ async def serve(
 
     with contextlib.closing(bind(config.host, config.port)) as sock:
         port = sock.getsockname()[1]
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        log_event("listening", url=f"http://{host}:{port}", model=config.model)
         if sniffio.current_async_library() == "trio":
             await _hypercorn(app, config, sock, drained, port, task_status)
         else:

@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("llmpool.server")
     if config.base_url is not None:
         app = create_app(config)
-        log.info("serving on http://%s:%s against %s", config.host, config.port, config.base_url)
+        log.info("endpoint: %s", config.base_url)
         anyio.run(serve, app, backend=args.backend)
         return EXIT_OK
     from llmpool.testing import FaultPlan, SimulatedProvider
@@ -153,9 +153,7 @@ def _run(args: argparse.Namespace) -> int:
                 "api_key": pydantic.SecretStr(C.DEMO_SIMULATOR_API_KEY),
             }
         )
-        log.info(
-            "serving on http://%s:%s against the simulated provider", config.host, config.port
-        )
+        log.info("endpoint: the simulated provider at %s", sim.base_url)
         anyio.run(serve, create_app(simulated), backend=args.backend)
     return EXIT_OK
 
