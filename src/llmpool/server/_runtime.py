@@ -100,9 +100,13 @@ class Runtime:
         self.state = state
 
     def start(self, task_group: TaskGroup) -> None:
-        """Serve, running turns in ``task_group`` (the lifespan's)."""
+        """Serve, running turns in ``task_group`` (the lifespan's).
+
+        A drain asked for before the lifespan started (SIGTERM during startup) stands.
+        """
         self._task_group = task_group
-        self._to(Lifecycle.SERVING)
+        if self.state is Lifecycle.STARTING:
+            self._to(Lifecycle.SERVING)
 
     @property
     def ready(self) -> bool:

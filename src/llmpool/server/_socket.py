@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from llmpool import InvalidSessionIdError, ManagerView, Priority
 
-from ._logs import log_event, session_hash
+from ._logs import log_event, logger, session_hash
 from ._protocol import (
     AuthFrame,
     CloseCode,
@@ -48,6 +48,23 @@ _MAX_REPLIES: Final = 64
 """Replies waiting for one socket, count; more: the client does not read (close 1008)."""
 
 
+async def _send_final(
+    ws: WebSocket,
+    code: CloseCode,
+    error: ErrorCode,
+    message: str,
+    *,
+    retry_after_ms: int | None = None,
+) -> bool:
+    """Send one error frame (outside any session: seq 0) and close; False if the peer left."""
+    try:
+        await ws.send_text(error_frame(0, None, error, message, retry_after_ms=retry_after_ms))
+        await ws.close(code, message[:120])
+    except Exception:  # the peer left first: nothing to tell it
+        return False
+    return True
+
+
 async def _refuse(
     ws: WebSocket,
     code: CloseCode,
@@ -56,12 +73,9 @@ async def _refuse(
     *,
     retry_after_ms: int | None = None,
 ) -> None:
+    """Accept (browsers cannot read a refused handshake's status), tell why, close."""
     await ws.accept()
-    try:
-        await ws.send_text(error_frame(0, None, error, message, retry_after_ms=retry_after_ms))
-        await ws.close(code, message[:120])
-    except Exception:  # the peer left first: nothing to tell it
-        return
+    await _send_final(ws, code, error, message, retry_after_ms=retry_after_ms)
 
 
 def _bearer(ws: WebSocket) -> str | None:
@@ -224,12 +238,8 @@ class ChatSocket:
 
     async def _final(self, code: CloseCode, error: ErrorCode, message: str) -> None:
         """Send one error and close (before the sender runs)."""
-        try:
-            await self._ws.send_text(error_frame(0, None, error, message))
-            await self._ws.close(code, message[:120])
+        if await _send_final(self._ws, code, error, message):
             self.close_code = code
-        except Exception:  # the peer left first
-            return
 
     async def _authenticate(self) -> bool:
         token = self._config.token
@@ -421,7 +431,8 @@ class ChatSocket:
                     return
                 self._event = anyio.Event()
                 await self._event.wait()
-        except Exception:  # the connection is gone: the reader sees why
+        except Exception:  # the connection is gone (the reader sees how it closed)
+            logger.debug("connection %s: send failed", self.connection_id, exc_info=True)
             return
         finally:
             if self._task_group is not None:
