@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo test lint typecheck pytest bench bench-smoke clean
+.PHONY: demo serve test lint typecheck pytest bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 ## make demo ARGS="--terminals 10 --requests 5": the main job, on the embedded simulated provider.
 demo: $(STAMP)
 	$(BIN)/llmpool demo $(ARGS)
+
+## make serve ARGS="--port 8001": the chat server (docs/server.md), on the simulated provider
+## unless an endpoint is configured; Ctrl-C drains and stops it.
+serve: $(STAMP)
+	$(BIN)/llmpool serve $(ARGS)
 
 ## make test: ruff, mypy --strict on src/, pytest (asyncio and trio), the benchmarks' smoke run.
 test: lint typecheck pytest bench-smoke

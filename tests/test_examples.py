@@ -36,6 +36,7 @@ def test_every_example_is_tested() -> None:
         "multi_server.py",
         "batch.py",
         "prometheus.py",
+        "server_app.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
@@ -89,3 +90,12 @@ def test_batch() -> None:
     assert "rejected 0, failed 0" in out
     high = int(out.split("high: ")[1].split(" requests")[0])
     assert high >= 3, "HIGH requests flowed during the batch"
+
+
+def test_server_app() -> None:
+    """The app's own route and the chat share one manager; the socket closed cleanly."""
+    out = run_example("server_app.py")
+    assert "chat: 'Simulated reply to: Hello from the example' (complete, seq 9)" in out
+    assert "summary: 'Simulated reply to: a long text'" in out
+    assert "connections: total 1, active 0" in out
+    assert "manager: 2 requests completed" in out
