@@ -15,6 +15,8 @@ import anyio
 import httpx
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from starlette.applications import Starlette
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
 from llmpool import PoolConfig
 from llmpool.server import Runtime, ServerConfig, create_app, serve
@@ -144,3 +146,48 @@ async def eventually(check: Any, within: float = 5.0, step: float = 0.005) -> fl
         while not check():  # noqa: ASYNC110  # polls snapshots (stats): no event to wait on
             await anyio.sleep(step)
     return anyio.current_time() - start
+
+
+class RawPeer:
+    """A WebSocket client on a bare TCP stream (wsproto), for what polite clients never do:
+    vanish without a close frame, or stop reading and answering pings."""
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self._texts: list[str] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, port: int, path: str) -> AsyncIterator[RawPeer]:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        peer = cls(stream)
+        try:
+            await stream.send(peer.ws.send(Request(host=f"127.0.0.1:{port}", target=path)))
+            while not isinstance(await peer._next_event(), AcceptConnection):
+                pass
+            yield peer
+        finally:
+            await stream.aclose()  # no close frame: the connection is just gone
+
+    async def _next_event(self) -> object:
+        while True:
+            for event in self.ws.events():
+                if isinstance(event, Ping):
+                    await self.stream.send(self.ws.send(event.response()))
+                    continue
+                return event
+            self.ws.receive_data(await self.stream.receive())
+
+    async def send(self, **frame: Any) -> None:
+        await self.stream.send(self.ws.send(TextMessage(data=json.dumps(frame))))
+
+    async def recv(self) -> dict[str, Any]:
+        parts = []
+        while True:
+            event = await self._next_event()
+            if isinstance(event, TextMessage):
+                parts.append(event.data)
+                if event.message_finished:
+                    frame: dict[str, Any] = json.loads("".join(parts))
+                    return frame

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
 from contextlib import AsyncExitStack
 
 import anyio
@@ -12,7 +10,7 @@ import pytest
 from llmpool import PoolConfig
 from llmpool.testing import FaultPlan, SimulatedProvider
 
-from .helpers import Chat, chat, eventually, served, text_of
+from .helpers import Chat, RawPeer, chat, eventually, served, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -167,34 +165,18 @@ async def test_a_socket_with_a_running_turn_is_never_reaped(sim: SimulatedProvid
     assert 0.2 <= idle < 2.0
 
 
-async def _silent_peer(port: int) -> anyio.abc.SocketStream:
-    """A client that completes the WebSocket handshake, then never reads or answers."""
-    stream = await anyio.connect_tcp("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /ws/chat/silent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await stream.send(request.encode())
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += await stream.receive()
-    assert response.startswith(b"HTTP/1.1 101")
-    return stream
-
-
 async def test_a_silent_peer_is_dropped_after_ping_interval_and_timeout(
     sim: SimulatedProvider,
 ) -> None:
-    """A peer that never answers pings is dropped: within ping_interval + ping_timeout on
-    uvicorn (0.4 s here); hypercorn counts whole seconds of silence (1 s here)."""
-    async with served(sim, ping_interval=0.2, ping_timeout=0.2) as server:
-        stream = await _silent_peer(server.port)
-        try:
-            await eventually(lambda: server.runtime.metrics.active == 1)
-            gone = await eventually(lambda: server.runtime.metrics.active == 0, within=5.0)
-        finally:
-            await stream.aclose()
+    """A peer that completes the handshake and then never reads nor answers a ping is
+    dropped: within ping_interval + ping_timeout on uvicorn (0.4 s here); hypercorn counts
+    whole seconds of silence (1 s here)."""
+    async with (
+        served(sim, ping_interval=0.2, ping_timeout=0.2) as server,
+        RawPeer.connect(server.port, "/ws/chat/silent"),  # and then silence
+    ):
+        await eventually(lambda: server.runtime.metrics.active == 1)
+        gone = await eventually(lambda: server.runtime.metrics.active == 0, within=5.0)
     assert gone < 3.0
 
 

@@ -9,7 +9,7 @@ from llmpool import PoolConfig, RetryPolicy
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 from llmpool.testing._payloads import REPLY_PREFIX
 
-from .helpers import chat, eventually, served, text_of
+from .helpers import RawPeer, chat, eventually, served, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -75,17 +75,18 @@ async def test_stop_while_queued_frees_the_place_and_keeps_nothing(
     assert session["conversation"]["items"] == []
 
 
-async def test_resume_after_a_disconnect_loses_and_duplicates_nothing(
+async def test_resume_after_a_forced_disconnect_loses_and_duplicates_nothing(
     sim: SimulatedProvider,
 ) -> None:
-    """The turn goes on while the client is away (the default); resuming with the last seq
-    it saw gives exactly the frames after it: together they are the whole answer, each seq
-    once."""
+    """The connection drops without a close frame mid-turn; the turn goes on (the default);
+    resuming with the last seq seen gives exactly the frames after it: together they are the
+    whole answer, each seq once."""
     sim.set_fault_plan(FaultPlan(stream_chunk_delay=0.02))
     async with served(sim) as server:
-        async with chat(server, "flaky") as client:
-            await client.send(type="message", message=LONG)
-            before = [await client.recv() for _ in range(3)]
+        async with RawPeer.connect(server.port, "/ws/chat/flaky") as peer:
+            await peer.send(type="message", message=LONG)
+            before = [await peer.recv() for _ in range(3)]
+        await eventually(lambda: server.runtime.metrics.active == 0)
         await anyio.sleep(0.1)  # frames are produced with no socket attached
         async with chat(server, "flaky") as client:
             await client.send(type="resume", last_seq=before[-1]["seq"])

@@ -1,10 +1,12 @@
 """The server's log records, and the JSON formatter of ``llmpool serve --log-format json``.
 
 Every record is on the ``llmpool.server`` logger with its event in ``extra``
-(``llmpool_event``: ``connect``, ``disconnect``, ``reject``, ``turn_start``, ``turn_end``,
-``error``) and its ids: ``connection_id``, ``session`` (the first 12 hex characters of the
-SHA-256 of the session id: a session can be followed through the logs without its id being
-in them), ``turn_id``, ``request_id``, and the event's own fields (``code``, ``outcome``…).
+(``llmpool_event``: ``listening``, ``connect``, ``disconnect``, ``reject``, ``turn_start``,
+``turn_end``, ``error`` (an error frame sent to one socket: ``session_busy``,
+``invalid_message``…; a turn's error is its ``turn_end`` outcome), ``drain``) and its ids:
+``connection_id``, ``session`` (the first 12 hex characters of the SHA-256 of the session id:
+a session can be followed through the logs without its id being in them), ``turn_id``,
+``request_id``, and the event's own fields (``code``, ``outcome``…).
 No message text is logged unless ``ServerConfig.log_content`` is set.
 """
 

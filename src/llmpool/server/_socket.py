@@ -192,7 +192,10 @@ class ChatSocket:
         """Close after the frames already due: ``error`` (if any), then ``code``."""
         if self._closing is None:
             seq, turn_id = self._position()
-            frame = None if error is None else error_frame(seq, turn_id, error, message)
+            frame = None
+            if error is not None:
+                self._log_error(error, turn_id)
+                frame = error_frame(seq, turn_id, error, message)
             self._closing = (code, frame, message[:120])
             self.turn_changed()
             self.wake()
@@ -290,7 +293,17 @@ class ChatSocket:
 
     def _error(self, code: ErrorCode, message: str, extra: dict[str, int] | None = None) -> None:
         seq, turn_id = self._position()
+        self._log_error(code, turn_id)
         self._reply(error_frame(seq, turn_id, code, message, extra=extra))
+
+    def _log_error(self, code: ErrorCode, turn_id: str | None) -> None:
+        log_event(
+            "error",
+            connection_id=self.connection_id,
+            session=session_hash(self._session_id),
+            turn_id=turn_id,
+            code=code.value,
+        )
 
     def _start_at(self, last_seq: int) -> None:
         """Resume: send the frames after ``last_seq``."""
