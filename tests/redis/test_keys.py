@@ -16,7 +16,7 @@ SESSIONS = ["s1", "terminal-42", "a{b}c", "}{", "%7B", "ünï", "x" * 128]
 
 @pytest.mark.parametrize("session", SESSIONS, ids=range(len(SESSIONS)))
 def test_a_sessions_keys_hash_to_one_slot(session: str) -> None:
-    """Every key of a session carries one hash tag: one slot."""
+    """The conversation, turn and fence keys carry one hash tag: one slot."""
     keys = session_keys("llmpool", session)
     slots = {hash_slot(key.encode()) for key in keys}
     assert len(slots) == 1, keys
@@ -24,8 +24,12 @@ def test_a_sessions_keys_hash_to_one_slot(session: str) -> None:
 
 def test_the_layout_is_prefix_tag_and_role() -> None:
     """<prefix>:{<session>}:<role>, braces and % percent-encoded inside the tag."""
-    assert session_keys("llmpool", "s1") == ("llmpool:{s1}:conversation",)
-    assert session_keys("p", "a{b}%").conversation == "p:{a%7Bb%7D%25}:conversation"
+    assert session_keys("llmpool", "s1") == (
+        "llmpool:{s1}:conversation",
+        "llmpool:{s1}:turn",
+        "llmpool:{s1}:fence",
+    )
+    assert session_keys("p", "a{b}%").turn == "p:{a%7Bb%7D%25}:turn"
 
 
 def test_escaping_keeps_sessions_apart() -> None:
@@ -56,16 +60,17 @@ def test_a_url_that_is_not_redis_is_refused() -> None:
 @pytest.mark.integration
 async def test_the_scripts_run_on_a_cluster_node(redis_cluster_url: str, prefix: str) -> None:
     """On a cluster-mode redis-server, CLUSTER KEYSLOT agrees with the CRC16 above, and a
-    save runs; a script over keys of two sessions is refused (CROSSSLOT), so the check
-    bites."""
+    save and a turn (scripts touching two keys each) run; a script over keys of two
+    sessions is refused (CROSSSLOT), so the check bites."""
     async with RedisState(redis_cluster_url, prefix=prefix) as state:
         for session in SESSIONS:
             keys = session_keys(prefix, session)
             slots = {await state.client.cluster_keyslot(key) for key in keys}
-            assert slots == {hash_slot(keys.conversation.encode())}
-            await state.conversations.save(session, "{}", version=0)
+            assert slots == {hash_slot(keys.turn.encode())}
+            async with state.turns.hold(session) as turn:
+                await state.conversations.save(session, "{}", version=0, fence=turn.token)
             assert await state.conversations.load(session) == ("{}", 1)
-        both = [session_keys(prefix, "s1").conversation, session_keys(prefix, "s2").conversation]
+        both = [session_keys(prefix, "s1").turn, session_keys(prefix, "s2").turn]
         assert hash_slot(both[0].encode()) != hash_slot(both[1].encode())
         script = state.client.register_script("return redis.call('EXISTS', KEYS[1], KEYS[2])")
         with pytest.raises(ResponseError, match="don't hash to the same slot"):

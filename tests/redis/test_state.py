@@ -57,6 +57,9 @@ def test_the_public_names_are_pinned_and_read_llmpool_redis() -> None:
         "RedisConversations",
         "RedisState",
         "SessionKeys",
+        "TurnLock",
+        "TurnLocks",
+        "TurnLostError",
         "session_keys",
     ]
     for name in llmpool.redis.__all__:

@@ -2,7 +2,9 @@
 
 One hash per conversation holds the document and its version together, so one read returns
 both and one script changes both (``_scripts.SAVE``): compare-and-set, the optimistic
-concurrency of the in-memory store, now shared by every instance on the same Redis.
+concurrency of the in-memory store, now shared by every instance on the same Redis. A save
+may also carry a turn lock's fencing token and is then refused once a newer turn was granted
+(Kleppmann, "How to do distributed locking", 2016: the storage checks the token).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from llmpool._state import ConversationConflictError
 
+from ._errors import TurnLostError
 from ._keys import check_prefix, session_keys
 from ._replies import pair
 from ._scripts import SAVE
@@ -62,13 +65,15 @@ class RedisConversations:
             return None, 0
         return document, int(version or 0)
 
-    async def save(self, key: str, document: str, *, version: int) -> int:
+    async def save(self, key: str, document: str, *, version: int, fence: int | None = None) -> int:
         """Store ``document`` if the stored version is still ``version``; the new version.
 
         Args:
             key: the conversation's key (its session), non-empty.
             document: the JSON text, e.g. ``Conversation.to_json()``.
             version: the version ``load`` returned (``0`` for a new conversation).
+            fence: the fencing token of the turn lock held for ``key`` (``TurnLock.token``),
+                or ``None`` (default) for an unfenced save.
 
         Returns:
             The new version, ``version + 1``.
@@ -76,20 +81,33 @@ class RedisConversations:
         Raises:
             ConversationConflictError: the stored version is not ``version``; the message
                 names both.
-            ValueError: ``key`` is empty.
+            TurnLostError: ``fence`` is not the last token granted for ``key``: a newer turn
+                began (checked before the version).
+            ValueError: ``key`` is empty, or ``fence`` was never granted for it.
             coredis.exceptions.RedisError: Redis failed or could not be reached.
         """
         keys = session_keys(self._prefix, key)
-        status, value = pair(await self._save([keys.conversation], [str(version), document]))
+        token = "" if fence is None else str(int(fence))
+        status, value = pair(
+            await self._save([keys.conversation, keys.fence], [str(version), document, token])
+        )
         if status == 1:
             return value
+        if status == -1:
+            assert fence is not None  # the script fences out only a save that carries a token
+            if value < fence:
+                raise ValueError(
+                    f"fence {fence} was never granted for {key!r} "
+                    f"(the last token granted is {value})"
+                )
+            raise TurnLostError(session=key, token=fence, current=value)
         raise ConversationConflictError(
             f"conversation {key!r} is at version {value}, not {version}: "
             "it was saved elsewhere since it was loaded"
         )
 
     async def delete(self, key: str) -> None:
-        """Forget ``key`` (no error if absent).
+        """Forget ``key`` (no error if absent). The session's fence counter stays.
 
         Raises:
             ValueError: ``key`` is empty.

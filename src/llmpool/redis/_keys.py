@@ -5,6 +5,8 @@ hashes only the part between the first ``{`` and the next ``}`` (Redis Cluster
 specification, "Hash tags"), so a Lua script may touch all of them, on one node::
 
     <prefix>:{<session>}:conversation   hash: document, version
+    <prefix>:{<session>}:turn           string: the holder's fencing token, with PX expiry
+    <prefix>:{<session>}:fence          integer: the last fencing token issued (INCR)
 
 A session key holding a brace or ``%`` is percent-encoded inside the tag (``{`` as ``%7B``,
 ``}`` as ``%7D``, ``%`` as ``%25``): one-to-one, and the tag ends at its own ``}``.
@@ -23,6 +25,8 @@ class SessionKeys(NamedTuple):
     """The Redis keys of one session (all in one hash slot)."""
 
     conversation: str
+    turn: str
+    fence: str
 
 
 def check_prefix(prefix: str) -> str:
@@ -47,4 +51,4 @@ def session_keys(prefix: str, session: str) -> SessionKeys:
     if not isinstance(session, str) or not session:
         raise ValueError(f"a session key must be a non-empty string, got {session!r}")
     base = f"{prefix}:{{{session.translate(_ESCAPES)}}}"
-    return SessionKeys(f"{base}:conversation")
+    return SessionKeys(f"{base}:conversation", f"{base}:turn", f"{base}:fence")

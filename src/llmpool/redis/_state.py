@@ -1,4 +1,4 @@
-"""``RedisState``: one Redis client, and the stores on it."""
+"""``RedisState``: one Redis client, and the stores and turn locks on it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import anyio
 from llmpool._extras import require
 from llmpool._state import StateStores
 
-from ._constants import DEFAULT_PREFIX
+from ._constants import DEFAULT_PREFIX, DEFAULT_TURN_POLL
 from ._conversations import RedisConversations
 from ._keys import check_prefix
+from ._turns import TurnLocks
 
 if TYPE_CHECKING:
     import coredis
@@ -26,32 +27,38 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 
 
 class RedisState:
-    """llmpool's shared state on one Redis: conversations, for now.
+    """llmpool's shared state on one Redis: conversations and turn locks, for now.
 
     Open it with ``async with`` (it holds a coredis connection pool, whose background work
     runs in a task group for as long as it is open), then hand ``stores()`` to the manager::
 
         async with RedisState("redis://localhost:6379/0") as redis:
             async with ConnectionManager(config, state=redis.stores()) as manager:
-                document, version = await redis.conversations.load(session)
-                ...
-                await redis.conversations.save(session, conversation.to_json(), version=version)
+                async with redis.turns.hold(session) as turn:
+                    document, version = await redis.conversations.load(session)
+                    ...
+                    await redis.conversations.save(
+                        session, conversation.to_json(), version=version, fence=turn.token
+                    )
 
-    Several instances with the same Redis and ``prefix`` share every conversation; a
-    different ``prefix`` is a separate namespace on the same Redis.
+    Several instances with the same Redis and ``prefix`` share every conversation and every
+    turn lock; a different ``prefix`` is a separate namespace on the same Redis.
 
     Args:
         url: where Redis is: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
             (TLS) or ``unix:///path/to/socket``, as coredis reads it.
         prefix: the first part of every key; default ``"llmpool"``. No braces (they would
             move the Cluster hash tag).
+        poll_interval: seconds between two tries of a waiting turn lock at most; default
+            ``DEFAULT_TURN_POLL`` (0.05 s).
 
     Attributes:
         conversations: the ``ConversationStore`` on Redis.
+        turns: the turn locks of every session.
 
     Raises:
         ValueError: ``url`` is not a ``redis://``, ``rediss://`` or ``unix://`` URL;
-            ``prefix`` is empty or holds a brace.
+            ``prefix`` is empty or holds a brace; ``poll_interval`` is not positive.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class RedisState:
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
+        poll_interval: float = DEFAULT_TURN_POLL,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
@@ -66,6 +74,7 @@ class RedisState:
         self._prefix = check_prefix(prefix)
         self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
         self.conversations = RedisConversations(self._client, prefix=prefix)
+        self.turns = TurnLocks(self._client, prefix=prefix, poll_interval=poll_interval)
 
     @property
     def url(self) -> str:
