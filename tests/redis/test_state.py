@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from llmpool.redis import RedisState
+from llmpool.redis._replies import pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -64,3 +65,17 @@ def test_the_public_names_are_pinned_and_read_llmpool_redis() -> None:
     ]
     for name in llmpool.redis.__all__:
         assert getattr(llmpool.redis, name).__module__ == "llmpool.redis", name
+
+
+@pytest.mark.parametrize("interval", [0, -0.1], ids=["zero", "negative"])
+def test_a_poll_interval_that_is_not_positive_is_refused(interval: float) -> None:
+    """poll_interval must be positive seconds: ValueError naming it."""
+    with pytest.raises(ValueError, match="poll_interval must be positive seconds"):
+        RedisState("redis://127.0.0.1:1/0", poll_interval=interval)
+
+
+@pytest.mark.parametrize("reply", [None, [1], [1, "2"], "12"], ids=["none", "one", "str", "text"])
+def test_a_script_reply_that_is_not_two_integers_is_a_type_error(reply: object) -> None:
+    """A script and its caller that disagree fail loudly, naming the reply."""
+    with pytest.raises(TypeError, match="two integers"):
+        pair(reply)

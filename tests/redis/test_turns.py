@@ -207,3 +207,9 @@ async def test_a_ttl_that_is_not_positive_seconds_is_refused(state: RedisState, 
     """ttl must be a positive, finite number of seconds."""
     with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
         await state.turns.acquire("s1", ttl=ttl)
+
+
+async def test_a_turn_shows_its_session_token_and_ttl(state: RedisState) -> None:
+    """repr(turn) names what identifies it (never a key or a URL)."""
+    async with state.turns.hold("s1", ttl=10.0) as turn:
+        assert repr(turn) == "TurnLock(session='s1', token=1, ttl=10.0)"
