@@ -25,6 +25,7 @@ Redis"): ``TurnLock.valid_until`` is this much before the lock's own expiry."""
 CLOCK_DRIFT_MIN: Final = 0.002
 """Seconds always assumed lost to clock drift (see ``CLOCK_DRIFT_FACTOR``)."""
 
-CLEANUP_TIMEOUT: Final = 5.0
-"""Seconds a shielded release (leaving ``async with turn``) may take before it is abandoned
-(the lock then expires on its own)."""
+SHIELD_TIMEOUT: Final = 5.0
+"""Seconds a request shielded from cancellation may take: taking a turn lock (so that a lock
+granted is always handed back) and releasing it when ``hold`` ends (abandoned after this, the
+lease then ends by itself)."""

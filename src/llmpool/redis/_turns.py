@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._constants import (
-    CLEANUP_TIMEOUT,
     CLOCK_DRIFT_FACTOR,
     CLOCK_DRIFT_MIN,
     DEFAULT_TURN_POLL,
     DEFAULT_TURN_TTL,
+    SHIELD_TIMEOUT,
 )
 from ._errors import TurnLostError
 from ._keys import SessionKeys, check_prefix, session_keys
@@ -222,7 +222,7 @@ class TurnLocks:
         try:
             yield turn
         finally:
-            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+            with anyio.move_on_after(SHIELD_TIMEOUT, shield=True):
                 await turn.release()
 
     async def _try(self, session: str, ttl: float) -> tuple[TurnLock | None, float]:
@@ -230,11 +230,11 @@ class TurnLocks:
         milliseconds = _milliseconds(ttl)
         started = anyio.current_time()
         reply: object = None
-        with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+        with anyio.move_on_after(SHIELD_TIMEOUT, shield=True):
             reply = await self._acquire([keys.turn, keys.fence], [str(milliseconds)])
         if reply is None:
             raise TimeoutError(
-                f"Redis did not answer a turn lock request within {CLEANUP_TIMEOUT} s"
+                f"Redis did not answer a turn lock request within {SHIELD_TIMEOUT} s"
             )
         token, remaining = pair(reply)
         if token == 0:
