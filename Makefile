@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo serve test lint typecheck pytest bench bench-smoke clean
+.PHONY: demo serve test lint typecheck pytest redis-server bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,27 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 	$(BIN)/mypy --config-file tests/typing/mypy.ini tests/typing
 
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --fail-under=90
+
+## llmpool.redis's tests start a real redis-server (the Debian package) on a free loopback
+## port, and fail when it is missing. As root (CI) it is installed here (apt-get update first
+## when the package lists don't know it, and again if the install fails on stale lists);
+## otherwise the message says what to install.
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "redis-server is missing: apt-get install -y redis-server"; \
+	  if ! apt-cache show redis-server >/dev/null 2>&1; then apt-get update; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }; \
+	else \
+	  echo "llmpool.redis's tests need redis-server on PATH: install the 'redis-server'" \
+	    "package (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2; \
+	  exit 1; \
+	fi
 
 ## make bench ARGS="--quick": the benchmark suite (docs/performance.md). LiteLLM 1.109 declares
 ## certifi>=2026.10.19, missing from the package index here: its other dependencies are

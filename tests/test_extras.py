@@ -85,14 +85,14 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_import_llmpool_loads_no_extra_and_no_subpackage() -> None:
     """import llmpool imports none of the extras (rich, starlette, uvicorn, hypercorn, trio,
-    prometheus_client, websockets) and none of its own subpackages: the core never imports
-    one."""
+    prometheus_client, websockets, coredis) and none of its own subpackages: the core never
+    imports one."""
     probe = (
         "import sys, llmpool; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'rich', 'starlette', 'uvicorn', 'hypercorn', 'trio', 'prometheus_client', "
-        "'websockets'} "
-        "or m.startswith(('llmpool.testing', 'llmpool._cli', 'llmpool.server'))))"
+        "'websockets', 'coredis'} "
+        "or m.startswith(('llmpool.testing', 'llmpool._cli', 'llmpool.server', 'llmpool.redis'))))"
     )
     done = _run(probe)
     assert done.returncode == 0, done.stderr
@@ -116,4 +116,14 @@ def test_llmpool_server_without_its_extra_names_it() -> None:
     assert done.stderr.rstrip().endswith(
         "llmpool._extras.MissingExtraError: llmpool.server needs the 'server' extra: "
         "pip install 'llmpool[server]' (hypercorn is missing)"
+    )
+
+
+def test_llmpool_redis_without_its_extra_names_it() -> None:
+    """import llmpool.redis without coredis fails with the redis extra's pip command."""
+    done = _run("import sys; sys.modules['coredis'] = None; import llmpool.redis")
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(
+        "llmpool._extras.MissingExtraError: llmpool.redis needs the 'redis' extra: "
+        "pip install 'llmpool[redis]' (coredis is missing)"
     )
