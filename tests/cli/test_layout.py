@@ -23,7 +23,7 @@ CLI_MAY_IMPORT = {
     "llmpool.testing",
 }
 PRIVATE_SEAMS: set[tuple[str, str]] = set()
-SUBPACKAGES = ("_cli", "instrumentation", "server", "testing")
+SUBPACKAGES = ("_cli", "instrumentation", "redis", "server", "testing")
 SERVER = SRC / "server"
 # What llmpool.server may import from llmpool besides its own modules: the public API, the
 # Prometheus instrument, the extras helper, and one seam: the environment errors' locator.
