@@ -107,13 +107,12 @@ class ServerMetrics:
             self.rejected += 1
         self._connections.labels(outcome).inc()
 
-    def disconnected(self, code: int, seconds: float, *, held_slot: bool) -> None:
-        """A connection closed with ``code`` after ``seconds``."""
-        if held_slot:
-            self.active -= 1
-            self._durations += seconds
-            self._ended += 1
-            self._duration.observe(seconds)
+    def disconnected(self, code: int, seconds: float) -> None:
+        """A connection that held a slot closed with ``code`` after ``seconds``."""
+        self.active -= 1
+        self._durations += seconds
+        self._ended += 1
+        self._duration.observe(seconds)
         self._disconnects.labels(str(code)).inc()
 
     def turn_ended(self, outcome: str) -> None:

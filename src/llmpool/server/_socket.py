@@ -132,7 +132,7 @@ async def chat_endpoint(runtime: Runtime, ws: WebSocket) -> None:
     finally:
         runtime.sockets.discard(sock)
         sock.finished.set()
-        metrics.disconnected(sock.close_code, runtime.now() - sock.opened_at, held_slot=True)
+        metrics.disconnected(sock.close_code, runtime.now() - sock.opened_at)
         log_event(
             "disconnect",
             connection_id=connection_id,
