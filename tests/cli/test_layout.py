@@ -32,6 +32,7 @@ SERVER_MAY_IMPORT = {
     "llmpool._extras",
     "llmpool._config",
     "llmpool.instrumentation.prometheus",
+    "llmpool.redis",
 }
 
 

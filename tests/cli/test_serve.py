@@ -34,6 +34,14 @@ def test_options_win_over_variables() -> None:
     assert config.base_url is None
 
 
+def test_redis_comes_from_the_option_or_the_variable() -> None:
+    """--redis wins over LLMPOOL_REDIS_URL, which is used when the option is absent."""
+    env = {"LLMPOOL_REDIS_URL": "redis://127.0.0.1:1/0"}
+    assert serve.settings_from(_args(), env).redis_url == "redis://127.0.0.1:1/0"
+    config = serve.settings_from(_args("--redis", "redis://127.0.0.1:2/1"), env)
+    assert config.redis_url == "redis://127.0.0.1:2/1"
+
+
 def test_openai_variables_give_the_endpoint() -> None:
     """OPENAI_BASE_URL and OPENAI_API_KEY are used when llmpool's are not set."""
     env = {"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "OPENAI_API_KEY": "sk-abc"}

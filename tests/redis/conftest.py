@@ -1,5 +1,6 @@
-"""Fixtures of llmpool.redis's tests: one real redis-server per test session (and one in
-cluster mode for the hash-slot test), and a fresh key prefix per test so tests share no keys."""
+"""Fixtures of llmpool.redis's tests: a redis-server in cluster mode for the hash-slot test,
+and a fresh key prefix per test so tests share no keys (``redis_url``, the session's one real
+redis-server, is in tests/conftest.py: the server's tests use it too)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,6 @@ import pytest
 from llmpool.redis import RedisState
 
 from .server import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server on a free loopback port for the whole session; its URL."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

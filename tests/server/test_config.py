@@ -30,7 +30,9 @@ def test_defaults_are_the_documented_constants() -> None:
 def test_every_field_but_pool_has_a_variable() -> None:
     """SERVER_ENV_VARS covers every setting; the manager's come from LLMPOOL_* (pool)."""
     assert set(SERVER_ENV_VARS.values()) == set(ServerConfig.model_fields) - {"pool"}
-    assert all(var.startswith("LLMPOOL_SERVER_") for var in SERVER_ENV_VARS)
+    assert all(
+        var.startswith("LLMPOOL_SERVER_") or var == "LLMPOOL_REDIS_URL" for var in SERVER_ENV_VARS
+    )
 
 
 def test_from_env_reads_the_variables_and_the_pool() -> None:

@@ -13,11 +13,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from llmpool import ClientFactory, ConnectionManager
+from llmpool._extras import require
 from llmpool.instrumentation.prometheus import PrometheusInstrument
 
+from . import _constants as C
 from ._config import ServerConfig
 from ._routes import Routes
 from ._runtime import Runtime
+from ._shared import SharedSessions
 from ._socket import chat_endpoint
 
 __all__ = ["create_app"]
@@ -37,6 +40,18 @@ def _client_factory(config: ServerConfig) -> ClientFactory | None:
         )
 
     return factory
+
+
+async def _shared_sessions(stack: AsyncExitStack, config: ServerConfig) -> SharedSessions:
+    """Open ``llmpool.redis`` on ``config.redis_url`` for the app's life."""
+    require("coredis", "redis", feature="llmpool.server with redis_url")
+    from llmpool.redis import RedisState
+
+    assert config.redis_url is not None
+    state = await stack.enter_async_context(
+        RedisState(config.redis_url, prefix=config.redis_prefix)
+    )
+    return SharedSessions(state, ttl=config.turn_lock_ttl, timeout=C.DEFAULT_STORE_TIMEOUT)
 
 
 def create_app(
@@ -90,6 +105,8 @@ def create_app(
             else:
                 runtime.manager.add_instrument(instrument)
                 stack.callback(runtime.manager.remove_instrument, instrument)
+            if config.redis_url is not None:
+                runtime.runner.shared = await _shared_sessions(stack, config)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             runtime.start(task_group)
             try:

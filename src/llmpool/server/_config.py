@@ -135,6 +135,20 @@ class ServerConfig(BaseModel):
     default_priority: Priority = Field(
         default=Priority.NORMAL, description="Priority of a connection without ?priority=."
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by the instances (redis://host:port/db): conversations and "
+        "turn locks of every session; None: sessions are this process's.",
+    )
+    redis_prefix: str = Field(
+        default="llmpool", min_length=1, description="First part of every Redis key."
+    )
+    turn_lock_ttl: float = Field(
+        default=C.DEFAULT_TURN_LOCK_TTL,
+        gt=0,
+        description="Seconds a turn's lock on its session lasts without renewal (renewed every "
+        "third of it); a crashed instance's session is free again after it.",
+    )
     log_format: LogFormat = Field(
         default="text", description="`llmpool serve`'s log lines: 'text' or 'json'."
     )
@@ -205,7 +219,11 @@ SERVER_ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_SERVER_RETRY_AFTER": "retry_after",
     "LLMPOOL_SERVER_CLOSE_TIMEOUT": "close_timeout",
     "LLMPOOL_SERVER_DEFAULT_PRIORITY": "default_priority",
+    "LLMPOOL_REDIS_URL": "redis_url",
+    "LLMPOOL_SERVER_REDIS_PREFIX": "redis_prefix",
+    "LLMPOOL_SERVER_TURN_LOCK_TTL": "turn_lock_ttl",
     "LLMPOOL_SERVER_LOG_FORMAT": "log_format",
     "LLMPOOL_SERVER_LOG_CONTENT": "log_content",
 }
-"""Each ``LLMPOOL_SERVER_*`` variable and the ``ServerConfig`` field it sets."""
+"""Each variable and the ``ServerConfig`` field it sets: ``LLMPOOL_SERVER_*``, and
+``LLMPOOL_REDIS_URL`` (shared with the rest of llmpool)."""

@@ -29,6 +29,10 @@ DEFAULT_RETRY_AFTER: Final = 5.0
 """Seconds a refused client is told to wait (``retry_after_ms``, ``Retry-After``)."""
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 """Seconds a draining server waits for its sockets' close handshakes."""
+DEFAULT_TURN_LOCK_TTL: Final = 30.0
+"""Seconds a turn's lock on its session lasts without renewal (shared sessions)."""
+DEFAULT_STORE_TIMEOUT: Final = 5.0
+"""Seconds one step with the shared session store (Redis) may take."""
 SERVER_LOGGER: Final = "llmpool.server"
 """The logger every server event is written to."""
 SESSION_HASH_CHARS: Final = 12

@@ -98,6 +98,7 @@ class Session:
         self.idle_since = now()  # when the last socket left or the last turn ended
         self.opened_at = self.idle_since  # when a socket last opened it
         self.turn_ended_at = -math.inf  # when the last turn ended
+        self.version = 0  # the conversation's version in a shared store (0: none saved)
 
     @property
     def first_seq(self) -> int:

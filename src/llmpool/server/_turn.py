@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
+import anyio
 import openai
 
 from llmpool import (
@@ -36,8 +37,12 @@ from llmpool import (
 from ._config import ServerConfig
 from ._protocol import ErrorCode, chunk_frame, complete_frame, error_frame
 from ._session import Session, Turn
+from ._shared import SessionRefusedError, SharedSessions
 
-__all__ = ["Failure", "TurnRunner", "describe"]
+if TYPE_CHECKING:
+    from llmpool.redis import TurnLock
+
+__all__ = ["STOPPED", "Ending", "Failure", "TurnRunner", "describe"]
 
 logger = logging.getLogger("llmpool.server")
 
@@ -50,6 +55,13 @@ class Failure:
     message: str
     status: int | None = None
     retry_after_ms: int | None = None
+
+
+STOPPED: Final = "stopped"
+"""A turn ended by ``stop``."""
+
+Ending: TypeAlias = "CompleteEvent | Failure | Literal['stopped']"
+"""How a turn ended: its last event, its failure, or stopped."""
 
 
 def describe(exc: Exception) -> Failure:
@@ -86,6 +98,9 @@ def describe(exc: Exception) -> Failure:
 class TurnRunner:
     """Runs turns with the server's model settings and reports them.
 
+    Attributes:
+        shared: conversations and turn locks shared with other instances, or ``None``.
+
     Args:
         config: the model, API, instructions and output limit of every turn.
         now: the loop clock, seconds.
@@ -102,6 +117,7 @@ class TurnRunner:
         self._config = config
         self._now = now
         self._on_end = on_end
+        self.shared: SharedSessions | None = None  # set by the lifespan with redis_url
 
     def _stream(self, view: ManagerView, session: Session) -> RecoveringStream:
         config = self._config
@@ -124,12 +140,52 @@ class TurnRunner:
 
         Never raises an ``Exception``: a failure is the turn's ``error`` frame. Cancellation
         from outside (shutdown past its grace) emits ``server_shutting_down`` and propagates.
+        With shared sessions the conversation is saved before the last frame, so a client
+        that answers at once finds the session free.
         """
+        ending: Ending | None = None
+        stream: RecoveringStream | None = None
+        lock: TurnLock | None = None
+        shared = self.shared
+        try:
+            if shared is not None:
+                lock = await shared.begin(session)
+            stream = self._stream(view, session)
+            if shared is None or lock is None:
+                ending = await self._generate(session, turn, message, stream)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(shared.keep, lock)
+                    ending = await self._generate(session, turn, message, stream)
+                    tg.cancel_scope.cancel()
+        except SessionRefusedError as exc:
+            ending = Failure(exc.code, str(exc))
+        finally:
+            if shared is not None and lock is not None:
+                await shared.finish(session, lock)
+            # Synchronous from here: it runs whole even when shutdown cancels the turn.
+            if ending is None:  # cancelled from outside: shutdown ended the turn
+                ending = Failure(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
+            request_id = None if stream is None else stream.request_id
+            if isinstance(ending, CompleteEvent):
+                self._complete(session, turn, ending)
+                outcome = "completed"
+            elif isinstance(ending, Failure):
+                self._error(session, turn, ending, request_id)
+                outcome = ending.code.value
+            else:
+                self._stopped(session, turn)
+                outcome = "stopped"
+            session.end(turn)
+            self._on_end(session, turn, outcome, request_id)
+
+    async def _generate(
+        self, session: Session, turn: Turn, message: str, stream: RecoveringStream
+    ) -> Ending:
+        """Stream the answer into the session's frames; how the turn ended."""
         conversation = session.conversation
         conversation.add_user(message)
         final: CompleteEvent | None = None
-        failure: Failure | None = None
-        stream = self._stream(view, session)
         try:
             with turn.scope:
                 async with stream:
@@ -142,26 +198,16 @@ class TurnRunner:
             failure = describe(exc)
             if failure.code is ErrorCode.INTERNAL_ERROR:
                 logger.exception("turn %s failed", turn.id)
-        finally:
-            # Synchronous from here: it runs whole even when shutdown cancels the turn.
-            if failure is None and final is not None:
-                self._complete(session, turn, final)
-                outcome = "completed"
-            elif failure is None and turn.stop_requested:
-                partial = "".join(turn.parts)
-                if partial:  # the stream discarded the turn's input: keep it, and the text
-                    conversation.add_user(message)
-                    conversation.add_assistant(partial)
-                self._stopped(session, turn)
-                outcome = "stopped"
-            else:  # an error, or cancelled from outside: shutdown ended the turn
-                failure = failure or Failure(
-                    ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down"
-                )
-                self._error(session, turn, failure, stream.request_id)
-                outcome = failure.code.value
-            session.end(turn)
-            self._on_end(session, turn, outcome, stream.request_id)
+            return failure
+        if final is not None:
+            return final
+        if turn.stop_requested:
+            partial = "".join(turn.parts)
+            if partial:  # the stream discarded the turn's input: keep it, and the text
+                conversation.add_user(message)
+                conversation.add_assistant(partial)
+            return STOPPED
+        return Failure(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
 
     def _chunk(self, session: Session, turn: Turn, content: str, model: str | None) -> None:
         turn.parts.append(content)

@@ -44,6 +44,7 @@ examples:
   llmpool serve --port 8001 --max-connections 100 --log-format json
   OPENAI_API_KEY=sk-... llmpool serve --base-url https://api.openai.com/v1 --model gpt-4o-mini
   LLMPOOL_SERVER_TOKEN=secret llmpool serve --host 0.0.0.0
+  llmpool serve --port 8001 --redis redis://127.0.0.1:6379/0   # one of several instances
 """
 
 # A simulated answer streams one word per 40 ms, so the chat looks like typing.
@@ -58,6 +59,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model of every turn (default gpt-4o-mini)")
     parser.add_argument("--api", choices=["responses", "chat"], help="API (default responses)")
     parser.add_argument("--max-connections", type=int, help="connection cap (default 25)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis shared by several instances: sessions' conversations and turn locks "
+        "(default LLMPOOL_REDIS_URL; none: this process's)",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -89,6 +96,8 @@ def settings_from(
     }
     if args.max_connections is not None:
         overrides["max_connections"] = args.max_connections
+    if args.redis is not None:
+        overrides["redis_url"] = args.redis
     base = env.get("OPENAI_BASE_URL")
     if base and "base_url" not in overrides and "LLMPOOL_SERVER_BASE_URL" not in env:
         overrides["base_url"] = base
@@ -131,6 +140,8 @@ def _configure_logging(config: ServerConfig, level: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     for module in ("starlette", "uvicorn", "hypercorn", "prometheus_client"):
         require(module, "server", feature=_FEATURE)
+    if args.redis is not None:
+        require("coredis", "redis", feature=f"{_FEATURE} --redis")
     if args.backend == "trio":
         require("trio", None, feature=f"{_FEATURE} --backend trio")
     from llmpool.server import create_app, serve
