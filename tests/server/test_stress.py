@@ -20,7 +20,8 @@ import anyio
 import pytest
 from httpx_ws import HTTPXWSException
 
-from llmpool import PoolConfig, RetryPolicy
+from llmpool import Conversation, PoolConfig, RetryPolicy
+from llmpool.redis import RedisState
 from llmpool.testing import FaultPlan, SimulatedProvider
 
 from .helpers import chat, eventually, served
@@ -150,3 +151,68 @@ async def test_sessions_survive_stops_disconnects_and_stalls(
         if line.startswith("llmpool_server_turns_total{")
     )
     assert counted == ended > CLIENTS
+
+
+@pytest.mark.parametrize("seed", [5, 17])
+async def test_shared_sessions_keep_every_kept_turn_across_instances(
+    sim: SimulatedProvider, redis_url: str, seed: int
+) -> None:
+    """Two instances on one Redis, 16 clients on 4 sessions, each message sent to either
+    instance at random, some stopped, with event-loop stalls: no turn a client saw kept is
+    lost from the stored conversation, none is stored twice (the fenced compare-and-set),
+    and every turn ends in one terminal frame."""
+    sim.set_fault_plan(FaultPlan(stream_chunk_delay=0.003, latency_max=0.01, seed=seed))
+    prefix = f"stress-{seed}-{random.Random().getrandbits(32)}"
+    kept: dict[str, int] = defaultdict(int)  # session -> turns the client saw kept
+    problems: list[str] = []
+    shared = {"redis_url": redis_url, "redis_prefix": prefix, "max_connections": 100}
+
+    async def client(index: int) -> None:
+        rng = random.Random(seed * 100 + index)
+        session = f"shared-{index % 4}"
+        for _ in range(5):
+            server = rng.choice(servers)
+            async with chat(server, session) as sock:
+                await sock.send(type="message", message=f"c{index} " + "w " * rng.randint(3, 12))
+                stop_after = rng.choice([None, None, 2])
+                chunks, turn_id = 0, None
+                while True:
+                    frame = await sock.recv(within=20)
+                    if frame["type"] == "error" and frame["seq"] and frame["turn_id"] is None:
+                        break  # a reply (this instance's session_busy)
+                    if turn_id is None:
+                        turn_id = frame["turn_id"]
+                    if frame["turn_id"] != turn_id:
+                        problems.append(f"{session}: frame of another turn inside a turn")
+                    if frame["type"] == "chunk" and frame["content"]:
+                        chunks += 1
+                        if chunks == stop_after:
+                            await sock.send(type="stop")
+                    if frame["type"] == "complete":
+                        if not frame["stopped"] or chunks:
+                            kept[session] += 1
+                        break
+                    if frame["type"] == "error":
+                        break  # another instance's turn (session_busy) or a failure: not kept
+            await anyio.sleep(rng.uniform(0, 0.03))
+
+    async with served(sim, **shared) as a, served(sim, **shared) as b:
+        servers = [a, b]
+        stop = anyio.Event()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(_stall_the_loop, stop)
+            async with anyio.create_task_group() as tg:
+                for index in range(16):
+                    tg.start_soon(client, index)
+            stop.set()
+        async with RedisState(redis_url, prefix=prefix) as state:
+            stored = {}
+            for session in kept:
+                document, _ = await state.conversations.load(session)
+                assert document is not None
+                stored[session] = Conversation.from_json(document)
+    assert problems == []
+    for session, count in kept.items():
+        users = [i for i in stored[session].items if i.get("role") == "user"]
+        assert len(users) == count, session
+    assert sum(kept.values()) >= 8  # most attempts meet a busy session: 4 clients each
