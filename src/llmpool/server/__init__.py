@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from llmpool._extras import require
 
-for _module in ("starlette", "uvicorn", "hypercorn", "prometheus_client"):
+for _module in ("starlette", "uvicorn", "hypercorn", "prometheus_client", "httpx_ws"):
     require(_module, "server", feature="llmpool.server")
 
 from ._app import create_app as create_app  # noqa: E402
 from ._config import SERVER_ENV_VARS as SERVER_ENV_VARS  # noqa: E402
+from ._config import RelayConfig as RelayConfig  # noqa: E402
 from ._config import ServerConfig as ServerConfig  # noqa: E402
 from ._logs import JsonFormatter as JsonFormatter  # noqa: E402
 from ._protocol import CloseCode as CloseCode  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = [
     "ErrorCode",
     "JsonFormatter",
     "Lifecycle",
+    "RelayConfig",
     "Runtime",
     "ServerConfig",
     "create_app",

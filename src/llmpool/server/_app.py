@@ -18,6 +18,7 @@ from llmpool.instrumentation.prometheus import PrometheusInstrument
 
 from . import _constants as C
 from ._config import ServerConfig
+from ._relay import relay_endpoint
 from ._routes import Routes
 from ._runtime import Runtime
 from ._shared import SharedSessions
@@ -107,6 +108,7 @@ def create_app(
                 stack.callback(runtime.manager.remove_instrument, instrument)
             if config.redis_url is not None:
                 runtime.runner.shared = await _shared_sessions(stack, config)
+            stack.push_async_callback(runtime.aclose)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             runtime.start(task_group)
             try:
@@ -129,6 +131,7 @@ def create_app(
             Route("/api/connection-stats", routes.connection_stats),
             Route("/api/sessions/{session_id:path}", routes.session),
             WebSocketRoute("/ws/chat/{session_id:path}", functools.partial(chat_endpoint, runtime)),
+            WebSocketRoute("/v1/realtime", functools.partial(relay_endpoint, runtime)),
         ],
         lifespan=lifespan,
     )

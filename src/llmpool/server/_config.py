@@ -7,21 +7,96 @@ settings (concurrency, queue, retries, timeouts, ``shutdown_grace``) are ``pool`
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from llmpool import PoolConfig, Priority
 from llmpool._config import name_variables
 
 from . import _constants as C
 
-__all__ = ["SERVER_ENV_VARS", "ServerConfig"]
+__all__ = ["SERVER_ENV_VARS", "RelayConfig", "ServerConfig"]
 
 Api = Literal["responses", "chat"]
 LogFormat = Literal["text", "json"]
+
+
+class RelayConfig(BaseModel):
+    """The realtime relay's settings (``/v1/realtime``; docs/relay.md). Durations in seconds.
+
+    Raises:
+        pydantic.ValidationError: on construction, a value out of its bounds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        description="The upstream Realtime endpoint (https://…/v1/realtime); None: the pooled "
+        "client's base URL + /realtime.",
+    )
+    connect_timeout: float = Field(
+        default=C.DEFAULT_RELAY_CONNECT_TIMEOUT,
+        gt=0,
+        description="Seconds to open the upstream and get its session.created (and the "
+        "injected update's answer).",
+    )
+    max_buffer_bytes: int = Field(
+        default=C.DEFAULT_RELAY_MAX_BUFFER_BYTES,
+        ge=1024,
+        description="Bytes of client frames held until the upstream is ready.",
+    )
+    max_buffer_frames: int = Field(
+        default=C.DEFAULT_RELAY_MAX_BUFFER_FRAMES,
+        ge=1,
+        description="Client frames held until the upstream is ready, count.",
+    )
+    max_message_bytes: int = Field(
+        default=C.DEFAULT_RELAY_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="Largest frame either way, bytes; larger: close 1009.",
+    )
+    max_client_lag: float = Field(
+        default=C.DEFAULT_RELAY_MAX_CLIENT_LAG,
+        gt=0,
+        description="Seconds one frame to the client may take to be sent; longer: "
+        "client_lagging and close 4008.",
+    )
+    max_session_seconds: float = Field(
+        default=C.DEFAULT_RELAY_MAX_SESSION_SECONDS,
+        gt=0,
+        description="Seconds a relay session lasts; a session_expiring warning comes "
+        "warning_seconds before its end (close 1001).",
+    )
+    warning_seconds: float = Field(
+        default=C.DEFAULT_RELAY_WARNING_SECONDS,
+        ge=0,
+        description="Seconds before max_session_seconds the warning is sent.",
+    )
+    session: dict[str, Any] | None = Field(
+        default=None,
+        description="The relay's own session.update (its `session` object: model, "
+        "instructions, tools…) sent before any client frame; None: none.",
+    )
+    beta: bool = Field(
+        default=False,
+        description="Send `OpenAI-Beta: realtime=v1` upstream (the beta Realtime API).",
+    )
+
+    @field_validator("session", mode="before")
+    @classmethod
+    def _session_from_json(cls, value: object) -> object:
+        # LLMPOOL_SERVER_RELAY_SESSION is JSON text; a mapping is taken as it is.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+        return value
 
 
 class ServerConfig(BaseModel):
@@ -155,6 +230,10 @@ class ServerConfig(BaseModel):
     log_content: bool = Field(
         default=False, description="Whether logs may carry message text (default: never)."
     )
+    relay: RelayConfig = Field(
+        default_factory=RelayConfig,
+        description="The realtime relay's settings (LLMPOOL_SERVER_RELAY_* variables).",
+    )
     pool: PoolConfig = Field(
         default_factory=PoolConfig,
         description="The ConnectionManager's settings (LLMPOOL_* variables).",
@@ -181,9 +260,13 @@ class ServerConfig(BaseModel):
         data: dict[str, Any] = {}
         sources: dict[tuple[str | int, ...], str] = {}  # field path -> its variable
         for var, field in SERVER_ENV_VARS.items():
-            if var in env and field not in overrides:
-                data[field] = env[var]
-                sources[(field,)] = var
+            path = tuple(field.split("."))
+            if var in env and path[0] not in overrides:
+                if len(path) == 2:  # a relay setting: relay.<field>
+                    data.setdefault(path[0], {})[path[1]] = env[var]
+                else:
+                    data[field] = env[var]
+                sources[path] = var
         data.update(overrides)
         if "pool" not in data:
             data["pool"] = PoolConfig.from_env(env)
@@ -222,8 +305,19 @@ SERVER_ENV_VARS: Final[Mapping[str, str]] = {
     "LLMPOOL_REDIS_URL": "redis_url",
     "LLMPOOL_SERVER_REDIS_PREFIX": "redis_prefix",
     "LLMPOOL_SERVER_TURN_LOCK_TTL": "turn_lock_ttl",
+    "LLMPOOL_SERVER_RELAY_URL": "relay.url",
+    "LLMPOOL_SERVER_RELAY_CONNECT_TIMEOUT": "relay.connect_timeout",
+    "LLMPOOL_SERVER_RELAY_MAX_BUFFER_BYTES": "relay.max_buffer_bytes",
+    "LLMPOOL_SERVER_RELAY_MAX_BUFFER_FRAMES": "relay.max_buffer_frames",
+    "LLMPOOL_SERVER_RELAY_MAX_MESSAGE_BYTES": "relay.max_message_bytes",
+    "LLMPOOL_SERVER_RELAY_MAX_CLIENT_LAG": "relay.max_client_lag",
+    "LLMPOOL_SERVER_RELAY_MAX_SESSION_SECONDS": "relay.max_session_seconds",
+    "LLMPOOL_SERVER_RELAY_WARNING_SECONDS": "relay.warning_seconds",
+    "LLMPOOL_SERVER_RELAY_SESSION": "relay.session",
+    "LLMPOOL_SERVER_RELAY_BETA": "relay.beta",
     "LLMPOOL_SERVER_LOG_FORMAT": "log_format",
     "LLMPOOL_SERVER_LOG_CONTENT": "log_content",
 }
-"""Each variable and the ``ServerConfig`` field it sets: ``LLMPOOL_SERVER_*``, and
-``LLMPOOL_REDIS_URL`` (shared with the rest of llmpool)."""
+"""Each variable and the ``ServerConfig`` field it sets (``relay.x``: ``RelayConfig.x``):
+``LLMPOOL_SERVER_*``, and ``LLMPOOL_REDIS_URL`` (shared with the rest of llmpool).
+``LLMPOOL_SERVER_RELAY_SESSION`` is JSON."""

@@ -33,6 +33,20 @@ DEFAULT_TURN_LOCK_TTL: Final = 30.0
 """Seconds a turn's lock on its session lasts without renewal (shared sessions)."""
 DEFAULT_STORE_TIMEOUT: Final = 5.0
 """Seconds one step with the shared session store (Redis) may take."""
+DEFAULT_RELAY_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds to open the upstream Realtime socket and get ``session.created``."""
+DEFAULT_RELAY_MAX_BUFFER_BYTES: Final = 16 * 1024 * 1024
+"""Bytes of client frames held until the upstream is ready (one audio append: up to 15 MiB)."""
+DEFAULT_RELAY_MAX_BUFFER_FRAMES: Final = 512
+"""Client frames held until the upstream is ready, count."""
+DEFAULT_RELAY_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+"""Largest relayed frame either way, bytes."""
+DEFAULT_RELAY_MAX_CLIENT_LAG: Final = 10.0
+"""Seconds one frame to a relay client may take to be sent."""
+DEFAULT_RELAY_MAX_SESSION_SECONDS: Final = 1800.0
+"""Seconds a relay session lasts (the Realtime API's own session limit is 30 minutes)."""
+DEFAULT_RELAY_WARNING_SECONDS: Final = 30.0
+"""Seconds before the end of a relay session its warning is sent."""
 SERVER_LOGGER: Final = "llmpool.server"
 """The logger every server event is written to."""
 SESSION_HASH_CHARS: Final = 12

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
+import httpx
 from anyio.abc import TaskGroup
 
 from llmpool import ConnectionManager, Conversation, ManagerView
@@ -91,6 +92,7 @@ class Runtime:
         self._task_group: TaskGroup | None = None
         self._drained = anyio.Event()
         self._next_connection = 0
+        self._relay_http: httpx.AsyncClient | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -161,6 +163,18 @@ class Runtime:
         if self.config.api == "chat" and self.config.instructions is not None:
             conversation.items.append({"role": "system", "content": self.config.instructions})
         return conversation
+
+    def relay_http(self) -> httpx.AsyncClient:
+        """The HTTP client the relay opens upstream sockets with (one per app, lazily)."""
+        if self._relay_http is None:
+            self._relay_http = httpx.AsyncClient(timeout=self.config.relay.connect_timeout)
+        return self._relay_http
+
+    async def aclose(self) -> None:
+        """Close what the runtime opened (the relay's HTTP client)."""
+        if self._relay_http is not None:
+            await self._relay_http.aclose()
+            self._relay_http = None
 
     def connection_id(self) -> str:
         """A new connection's id for logs: ``c`` and a counter."""

@@ -97,9 +97,10 @@ async def serve(
 
 
 def _max_size(config: ServerConfig) -> int:
-    # Above the app's limit, so the app reads an oversized frame and answers message_too_big
-    # before closing with 1009; frames beyond this the server itself closes with 1009.
-    return 4 * config.max_message_bytes
+    # Above the chat's limit, so the app reads an oversized frame and answers message_too_big
+    # before closing with 1009 (frames beyond this the server itself closes with 1009); at
+    # least the relay's limit (an audio append may carry 15 MiB).
+    return max(4 * config.max_message_bytes, config.relay.max_message_bytes)
 
 
 async def _uvicorn(
