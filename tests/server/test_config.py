@@ -6,7 +6,7 @@ import pydantic
 import pytest
 
 from llmpool import Priority
-from llmpool.server import SERVER_ENV_VARS, ServerConfig
+from llmpool.server import SERVER_ENV_VARS, RelayConfig, ServerConfig
 from llmpool.server import _constants as C
 
 
@@ -29,7 +29,9 @@ def test_defaults_are_the_documented_constants() -> None:
 
 def test_every_field_but_pool_has_a_variable() -> None:
     """SERVER_ENV_VARS covers every setting; the manager's come from LLMPOOL_* (pool)."""
-    assert set(SERVER_ENV_VARS.values()) == set(ServerConfig.model_fields) - {"pool"}
+    fields = set(ServerConfig.model_fields) - {"pool", "relay"}
+    fields |= {f"relay.{name}" for name in RelayConfig.model_fields}
+    assert set(SERVER_ENV_VARS.values()) == fields
     assert all(
         var.startswith("LLMPOOL_SERVER_") or var == "LLMPOOL_REDIS_URL" for var in SERVER_ENV_VARS
     )
@@ -76,3 +78,18 @@ def test_the_token_is_not_in_the_repr() -> None:
     config = ServerConfig(token=pydantic.SecretStr("hunter2"), api_key=pydantic.SecretStr("sk-x"))
     assert "hunter2" not in repr(config)
     assert "sk-x" not in repr(config)
+
+
+def test_relay_settings_come_from_their_variables() -> None:
+    """LLMPOOL_SERVER_RELAY_* set RelayConfig's fields; the session policy is JSON, and a
+    bad one is refused naming the variable."""
+    env = {
+        "LLMPOOL_SERVER_RELAY_MAX_BUFFER_FRAMES": "8",
+        "LLMPOOL_SERVER_RELAY_SESSION": '{"instructions": "be brief"}',
+    }
+    relay = ServerConfig.from_env(env).relay
+    assert relay.max_buffer_frames == 8
+    assert relay.session == {"instructions": "be brief"}
+    with pytest.raises(pydantic.ValidationError) as info:
+        ServerConfig.from_env({"LLMPOOL_SERVER_RELAY_SESSION": "{nope"})
+    assert info.value.errors()[0]["loc"] == ("LLMPOOL_SERVER_RELAY_SESSION",)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmpool.server import SERVER_ENV_VARS, CloseCode, ErrorCode, ServerConfig
+from llmpool.server import SERVER_ENV_VARS, CloseCode, ErrorCode, RelayConfig, ServerConfig
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text(encoding="utf-8")
 
@@ -24,7 +24,8 @@ def _shown(value: object) -> str:
 @pytest.mark.parametrize("var", sorted(SERVER_ENV_VARS))
 def test_every_variable_is_in_the_table_with_its_default(var: str) -> None:
     field = SERVER_ENV_VARS[var]
-    default = ServerConfig.model_fields[field].default
+    model, name = (RelayConfig, field[6:]) if field.startswith("relay.") else (ServerConfig, field)
+    default = model.model_fields[name].default
     row = re.search(rf"^\| `{var}` \| `{field}` \| ([^|]+) \|", DOC, re.MULTILINE)
     assert row is not None, var
     assert row.group(1).strip() == _shown(default)
