@@ -1,6 +1,7 @@
 """A simulated OpenAI-compatible provider: a real HTTP server with injectable faults.
 
-Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette and uvicorn)::
+Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette, uvicorn and
+wsproto, uvicorn's WebSocket protocol for the Realtime endpoint)::
 
     from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
@@ -18,6 +19,7 @@ from llmpool._extras import require
 # Checked first, so that a missing one is named with the extra to install.
 require("starlette", "testing", feature="llmpool.testing")
 require("uvicorn", "testing", feature="llmpool.testing")
+require("wsproto", "testing", feature="llmpool.testing")
 del require
 
 from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)

@@ -126,7 +126,11 @@ class SimulatedProvider:
                 port=self._port,
                 loop="asyncio",
                 http="h11",
-                ws="none",
+                # wsproto: pure Python, on h11 like the HTTP side. No keepalive pings from the
+                # simulator, so the only frames a client sees are the ones a test scripted.
+                ws="wsproto",
+                ws_ping_interval=None,
+                ws_ping_timeout=None,
                 lifespan="off",
                 log_level="warning",
                 log_config=None,  # leave the process's logging configuration alone
