@@ -23,11 +23,26 @@ require("wsproto", "testing", feature="llmpool.testing")
 del require
 
 from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)
+from ._realtime_plan import RealtimeFault, RealtimePlan  # noqa: E402
 from ._records import RecordedRequest  # noqa: E402
 from ._server import SimulatedProvider  # noqa: E402
 
-__all__ = ["FaultPlan", "RecordedRequest", "ScriptedFault", "SimulatedProvider"]
+__all__ = [
+    "FaultPlan",
+    "RealtimeFault",
+    "RealtimePlan",
+    "RecordedRequest",
+    "ScriptedFault",
+    "SimulatedProvider",
+]
 
-for _exported in (FaultPlan, RecordedRequest, ScriptedFault, SimulatedProvider):
+for _exported in (
+    FaultPlan,
+    RealtimeFault,
+    RealtimePlan,
+    RecordedRequest,
+    ScriptedFault,
+    SimulatedProvider,
+):
     _exported.__module__ = __name__
 del _exported
