@@ -24,13 +24,15 @@ del require
 
 from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)
 from ._realtime_plan import RealtimeFault, RealtimePlan  # noqa: E402
-from ._records import RecordedRequest  # noqa: E402
+from ._records import RecordedFrame, RecordedRealtimeSession, RecordedRequest  # noqa: E402
 from ._server import SimulatedProvider  # noqa: E402
 
 __all__ = [
     "FaultPlan",
     "RealtimeFault",
     "RealtimePlan",
+    "RecordedFrame",
+    "RecordedRealtimeSession",
     "RecordedRequest",
     "ScriptedFault",
     "SimulatedProvider",
@@ -40,6 +42,8 @@ for _exported in (
     FaultPlan,
     RealtimeFault,
     RealtimePlan,
+    RecordedFrame,
+    RecordedRealtimeSession,
     RecordedRequest,
     ScriptedFault,
     SimulatedProvider,
