@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmpool.testing import FaultPlan, SimulatedProvider
+from llmpool.testing import FaultPlan, RealtimePlan, SimulatedProvider
 
 
 def simulator_fixtures(name: str, **options: Any) -> tuple[Any, Any]:
@@ -25,6 +25,8 @@ def simulator_fixtures(name: str, **options: Any) -> tuple[Any, Any]:
     def sim(shared_sim: SimulatedProvider) -> SimulatedProvider:
         shared_sim.set_fault_plan(FaultPlan())
         shared_sim.clear_requests()
+        shared_sim.set_realtime_plan(RealtimePlan())
+        shared_sim.clear_realtime_sessions()
         return shared_sim
 
     return shared_sim, sim

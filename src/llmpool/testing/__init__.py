@@ -1,6 +1,7 @@
 """A simulated OpenAI-compatible provider: a real HTTP server with injectable faults.
 
-Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette and uvicorn)::
+Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette, uvicorn and
+wsproto, uvicorn's WebSocket protocol for the Realtime endpoint)::
 
     from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 
@@ -18,14 +19,34 @@ from llmpool._extras import require
 # Checked first, so that a missing one is named with the extra to install.
 require("starlette", "testing", feature="llmpool.testing")
 require("uvicorn", "testing", feature="llmpool.testing")
+require("wsproto", "testing", feature="llmpool.testing")
 del require
 
 from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)
-from ._records import RecordedRequest  # noqa: E402
+from ._realtime_plan import RealtimeFault, RealtimePlan  # noqa: E402
+from ._records import RecordedFrame, RecordedRealtimeSession, RecordedRequest  # noqa: E402
 from ._server import SimulatedProvider  # noqa: E402
 
-__all__ = ["FaultPlan", "RecordedRequest", "ScriptedFault", "SimulatedProvider"]
+__all__ = [
+    "FaultPlan",
+    "RealtimeFault",
+    "RealtimePlan",
+    "RecordedFrame",
+    "RecordedRealtimeSession",
+    "RecordedRequest",
+    "ScriptedFault",
+    "SimulatedProvider",
+]
 
-for _exported in (FaultPlan, RecordedRequest, ScriptedFault, SimulatedProvider):
+for _exported in (
+    FaultPlan,
+    RealtimeFault,
+    RealtimePlan,
+    RecordedFrame,
+    RecordedRealtimeSession,
+    RecordedRequest,
+    ScriptedFault,
+    SimulatedProvider,
+):
     _exported.__module__ = __name__
 del _exported

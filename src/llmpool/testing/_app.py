@@ -1,9 +1,10 @@
 """The simulated provider's ASGI application: routes, fault injection, storage, recording.
 
 ``SimulatorApp`` is a Starlette app wrapped in ``DropLayer`` (see ``_drops``). Its state
-(recorded requests, stored responses, the fault engine) belongs to the instance and is guarded
-by a ``threading.Lock``: the app runs on the server thread's event loop while tests read that
-state from their own thread.
+(recorded requests, stored responses, the fault engine, the Realtime endpoint's ``realtime``
+state) belongs to the instance and is guarded by a ``threading.Lock``: the app runs on the
+server thread's event loop while tests read that state from their own thread. WebSocket
+handshakes go to ``_realtime``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from . import _payloads as P
 from ._drops import DropLayer, SimulatedDrop, sse_body
 from ._engine import Decision, FaultEngine
 from ._faults import FaultPlan
+from ._realtime import REALTIME_PATH, RealtimeEndpoint
+from ._realtime_plan import RealtimePlan
+from ._realtime_state import RealtimeState
 from ._records import RecordedRequest
 
 __all__ = ["SimulatorApp"]
@@ -78,12 +82,24 @@ class SimulatorApp:
     Args:
         plan: the initial fault plan.
         api_key: when set, requests must carry ``Authorization: Bearer <api_key>``.
+        realtime: the initial plan of the Realtime endpoint; default ``RealtimePlan()``.
+
+    Attributes:
+        realtime: the Realtime endpoint's plan, records and open-connection count.
     """
 
-    def __init__(self, plan: FaultPlan, *, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        plan: FaultPlan,
+        *,
+        api_key: str | None = None,
+        realtime: RealtimePlan | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._engine = FaultEngine(plan)
         self._api_key = api_key
+        self.realtime = RealtimeState(realtime or RealtimePlan(), self._lock)
+        self._realtime = RealtimeEndpoint(self.realtime, api_key=api_key)
         self._records: list[RecordedRequest] = []
         self._responses: dict[str, JSON] = {}
         self._item_ids: set[str] = set()
@@ -99,11 +115,13 @@ class SimulatorApp:
                     methods=["GET"],
                 ),
                 Route("/v1/chat/completions", self._endpoint(self._chat), methods=["POST"]),
+                WebSocketRoute(REALTIME_PATH, self._realtime.realtime),
                 Route(
                     "/{path:path}",
                     self._endpoint(self._not_found, faults=False),
                     methods=_ALL_METHODS,
                 ),
+                WebSocketRoute("/{path:path}", self._realtime.not_found),
             ]
         )
 

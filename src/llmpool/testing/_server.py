@@ -20,7 +20,9 @@ import uvicorn
 
 from ._app import SimulatorApp
 from ._faults import FaultPlan
-from ._records import RecordedRequest
+from ._realtime import REALTIME_PATH
+from ._realtime_plan import RealtimePlan
+from ._records import RecordedRealtimeSession, RecordedRequest
 
 __all__ = ["SimulatedProvider"]
 
@@ -57,6 +59,8 @@ class SimulatedProvider:
     Endpoints: ``POST /v1/responses`` (``stream`` supported; responses stored unless
     ``store`` is false), ``GET /v1/responses/{id}``, ``POST /v1/chat/completions`` (``stream``
     supported). Other paths answer a 404 JSON error. Every answer carries ``x-request-id``.
+    The Realtime API's WebSocket is ``GET /v1/realtime?model=...`` (``realtime_url``), paced
+    and broken by a ``RealtimePlan``; other WebSocket paths are refused with a 404.
     Stored responses belong to one instance: continuing a conversation (``previous_response_id``
     or output item ids) on another instance gets a 404, as with unshared servers.
 
@@ -66,8 +70,12 @@ class SimulatedProvider:
             Default ``"127.0.0.1"``.
         port: TCP port; 0 (the default) picks a free one.
         api_key: when set, a request without ``Authorization: Bearer <api_key>`` gets a 401
-            ``invalid_api_key`` error. Default ``None`` (any key accepted).
+            ``invalid_api_key`` error; so does a Realtime handshake with neither that header
+            nor the subprotocol ``openai-insecure-api-key.<api_key>``. Default ``None`` (any
+            key accepted).
         name: a label, used in the server thread's name and ``repr``. Default ``"sim"``.
+        realtime: the Realtime endpoint's plan (delays in seconds, scripted faults); default
+            ``RealtimePlan()`` (no delay, no fault).
 
     Raises:
         ValueError: if ``host`` is not a loopback address.
@@ -81,11 +89,12 @@ class SimulatedProvider:
         port: int = 0,
         api_key: str | None = None,
         name: str = "sim",
+        realtime: RealtimePlan | None = None,
     ) -> None:
         self._host, self._family = _loopback(host)
         self._requested_port = port
         self.name = name
-        self._app = SimulatorApp(fault_plan or FaultPlan(), api_key=api_key)
+        self._app = SimulatorApp(fault_plan or FaultPlan(), api_key=api_key, realtime=realtime)
         self._lifecycle = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -126,7 +135,11 @@ class SimulatedProvider:
                 port=self._port,
                 loop="asyncio",
                 http="h11",
-                ws="none",
+                # wsproto: pure Python, on h11 like the HTTP side. No keepalive pings from the
+                # simulator, so the only frames a client sees are the ones a test scripted.
+                ws="wsproto",
+                ws_ping_interval=None,
+                ws_ping_timeout=None,
                 lifespan="off",
                 log_level="warning",
                 log_config=None,  # leave the process's logging configuration alone
@@ -221,8 +234,21 @@ class SimulatedProvider:
         Raises:
             RuntimeError: before ``start``.
         """
+        return f"http://{self._netloc}/v1"
+
+    @property
+    def realtime_url(self) -> str:
+        """The Realtime WebSocket URL, ``ws://127.0.0.1:PORT/v1/realtime`` (add ``?model=``).
+
+        Raises:
+            RuntimeError: before ``start``.
+        """
+        return f"ws://{self._netloc}{REALTIME_PATH}"
+
+    @property
+    def _netloc(self) -> str:
         host = f"[{self._host}]" if self._family == socket.AF_INET6 else self._host
-        return f"http://{host}:{self.port}/v1"
+        return f"{host}:{self.port}"
 
     # -- faults and records ----------------------------------------------------------------
 
@@ -262,3 +288,34 @@ class SimulatedProvider:
     def stored_response_ids(self) -> list[str]:
         """Ids of the responses this instance stored (``store`` not false), oldest first."""
         return self._app.stored_response_ids()
+
+    # -- Realtime --------------------------------------------------------------------------
+
+    @property
+    def realtime_plan(self) -> RealtimePlan:
+        """The Realtime plan in force."""
+        return self._app.realtime.plan
+
+    def set_realtime_plan(self, plan: RealtimePlan) -> None:
+        """Replace the Realtime plan at run time; its script starts afresh.
+
+        Connections already open keep the plan and fault they got at their handshake.
+        """
+        self._app.realtime.set_plan(plan)
+
+    @property
+    def realtime_sessions(self) -> list[RecordedRealtimeSession]:
+        """Snapshots (a new list) of every WebSocket handshake received, in arrival order.
+
+        Refused handshakes are included; an open connection shows the frames so far.
+        """
+        return self._app.realtime.sessions()
+
+    @property
+    def realtime_open(self) -> int:
+        """Realtime connections accepted and not yet ended, count (0 when none is left open)."""
+        return self._app.realtime.open
+
+    def clear_realtime_sessions(self) -> None:
+        """Forget the recorded handshakes (open connections keep running, uncounted there)."""
+        self._app.realtime.clear()
