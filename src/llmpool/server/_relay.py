@@ -382,6 +382,16 @@ class RelaySession:
                 return True
 
     async def _write_upstream(self, upstream: AsyncWebSocketSession) -> None:
+        try:
+            await self._forward_client(upstream)
+        except Exception as exc:  # the upstream socket broke: end the session
+            self._closing = self._closing or (
+                1011,
+                relay_error(RelayCode.UPSTREAM_UNAVAILABLE, f"the upstream failed: {exc!r}"),
+            )
+            self.abort()
+
+    async def _forward_client(self, upstream: AsyncWebSocketSession) -> None:
         while True:
             frame = await self._gate.take()
             if isinstance(frame, str):
@@ -391,6 +401,12 @@ class RelaySession:
             self.sent_upstream += 1
 
     async def _read_upstream(self, upstream: AsyncWebSocketSession, lease: Lease) -> None:
+        try:
+            await self._forward_upstream(upstream, lease)
+        except WebSocketDisconnect as exc:  # here, not in the task group's exception group
+            self._closing = self._closing or (passed_close_code(exc.code), None)
+
+    async def _forward_upstream(self, upstream: AsyncWebSocketSession, lease: Lease) -> None:
         while True:
             event = await upstream.receive()
             if isinstance(event, TextMessage):
