@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo serve test lint typecheck pytest redis-server bench bench-smoke clean
+.PHONY: demo serve chat test lint typecheck pytest redis-server bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 ## unless an endpoint is configured; Ctrl-C drains and stops it.
 serve: $(STAMP)
 	$(BIN)/llmpool serve $(ARGS)
+
+## make chat ARGS="--url ws://127.0.0.1:8001 --session notes": the terminal client of
+## `make serve` (docs/cli.md); /help lists its commands.
+chat: $(STAMP)
+	$(BIN)/llmpool chat $(ARGS)
 
 ## make test: ruff, mypy --strict on src/, pytest (asyncio and trio), the benchmarks' smoke run.
 test: lint typecheck pytest bench-smoke

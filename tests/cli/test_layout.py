@@ -133,3 +133,34 @@ def test_the_server_uses_the_public_api(path: Path) -> None:
         if name.startswith("llmpool.") and not name.startswith("llmpool.server")
     }
     assert used <= SERVER_MAY_IMPORT
+
+
+# The chat's modules, bottom first, as src/llmpool/_cli/chat/__init__.py lists them.
+CHAT_LAYERS = [
+    "_escape", "_input", "_options", "_policy", "_render", "_typewriter", "_screen", "_lines",
+    "_stats", "_connection", "_app", "_command",
+]  # fmt: skip
+
+
+def test_the_chat_layers_are_the_documented_ones() -> None:
+    """The list above is the chat package's: every module, in its docstring's order."""
+    modules = sorted(p.stem for p in (CLI / "chat").glob("_*.py") if p.stem != "__init__")
+    assert sorted(CHAT_LAYERS) == modules
+    doc = ast.get_docstring(ast.parse((CLI / "chat" / "__init__.py").read_text(encoding="utf-8")))
+    assert doc is not None
+    listed = [line.split()[0] for line in doc.splitlines() if line.startswith("    _")]
+    assert listed == CHAT_LAYERS
+
+
+@pytest.mark.parametrize("module", CHAT_LAYERS)
+def test_each_chat_module_imports_only_those_below_it(module: str) -> None:
+    """One direction, no cycle: escaping and parsing at the bottom, the app and the command
+    at the top."""
+    below = set(CHAT_LAYERS[: CHAT_LAYERS.index(module)])
+    chat = "llmpool._cli.chat."
+    used = {
+        name.removeprefix(chat).split(".")[0]
+        for name in _imports(CLI / "chat" / f"{module}.py")
+        if name.startswith(chat)
+    }
+    assert used <= below, f"{module} imports {sorted(used - below)} from above it"

@@ -45,10 +45,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> list[Command]:
 
 
 def test_every_registered_command_is_a_subcommand() -> None:
-    """The parser has one subcommand per entry of COMMANDS, in order: demo, serve."""
+    """The parser has one subcommand per entry of COMMANDS, in order: demo, serve, chat."""
     parser = build_parser()
     (action,) = parser._subparsers._group_actions  # type: ignore[union-attr]
-    assert list(action.choices) == [c.name for c in _main.COMMANDS] == ["demo", "serve"]  # type: ignore[union-attr]
+    assert list(action.choices) == [c.name for c in _main.COMMANDS] == ["demo", "serve", "chat"]  # type: ignore[union-attr]
 
 
 def test_a_registered_command_gets_its_options_and_status(
@@ -140,7 +140,8 @@ def test_console_entry_points() -> None:
         assert done.returncode == 0
     probe = (
         "import sys, llmpool._cli; "
-        "print(sorted({'rich', 'starlette', 'uvicorn', 'trio', 'llmpool.testing'} "
+        "print(sorted({'rich', 'starlette', 'uvicorn', 'trio', 'llmpool.testing', "
+        "'websockets', 'prompt_toolkit'} "
         "& set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -1,10 +1,12 @@
-"""The ``llmpool`` command line: ``llmpool demo`` (``docs/demo.md``); ``serve`` and ``chat`` next.
+"""The ``llmpool`` command line: ``llmpool demo``, ``serve`` and ``chat`` (``docs/cli.md``).
 
 The console script ``llmpool`` is ``llmpool._cli:main``; ``python -m llmpool._cli`` runs it too.
 This package only re-exports. Imports point one way:
 
     _command          Command (a subcommand: name, options, run), exit statuses, errors
     demo/             the ``demo`` subcommand (its own layers: see ``demo/__init__.py``)
+    serve/            the ``serve`` subcommand (the chat server, ``llmpool.server``)
+    chat/             the ``chat`` subcommand, its terminal client (layers: ``chat/__init__.py``)
     _main             the parser built from ``COMMANDS``, and ``main``
 
 A subcommand uses llmpool's public API (``import llmpool`` names), ``llmpool._constants`` (the

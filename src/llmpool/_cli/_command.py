@@ -1,6 +1,6 @@
 """What a subcommand of the ``llmpool`` command line is: a name, its options, how it runs.
 
-Each subcommand package (``demo``; ``serve`` and ``chat`` next) exports one ``Command``, and
+Each subcommand package (``demo``, ``serve``, ``chat``) exports one ``Command``, and
 ``_main.COMMANDS`` lists them. ``add_arguments`` fills the subcommand's parser; ``run`` gets the
 parsed arguments and returns the exit status. A command imports its extras (rich, the simulated
 provider, Starlette…) in ``run`` only, through ``llmpool._extras.require``: ``llmpool --help``

@@ -9,12 +9,12 @@ from typing import Final
 
 from llmpool._extras import MissingExtraError
 
-from . import demo, serve
+from . import chat, demo, serve
 from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, SetupError, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: Final[tuple[Command, ...]] = (demo.COMMAND, serve.COMMAND)
+COMMANDS: Final[tuple[Command, ...]] = (demo.COMMAND, serve.COMMAND, chat.COMMAND)
 """Every subcommand, in the order ``llmpool --help`` lists them."""
 
 
