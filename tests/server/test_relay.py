@@ -302,3 +302,24 @@ async def test_an_upstream_close_reaches_the_client_at_once(sim: SimulatedProvid
             assert code == 1001
     took.sort()
     assert took[int(len(took) * 0.99) - 1] < 0.25
+
+
+async def test_frames_sent_in_answer_to_session_created_are_not_held_against_the_bound(
+    sim: SimulatedProvider,
+) -> None:
+    """The gate opens before session.created is forwarded: a client that holds two frames
+    (the bound) and answers session.created at once with five more gets them all through,
+    in order, with no relay_buffer_full."""
+    sim.set_realtime_plan(RealtimePlan(session_created_delay=0.1))
+    async with served(sim, relay=RelayConfig(max_buffer_frames=2)) as server, relay(server) as ws:
+        for i in range(2):
+            await ws.send_text(json.dumps(append(i)))
+        assert json.loads(await ws.receive_text())["type"] == "session.created"
+        for i in range(2, 7):
+            await ws.send_text(json.dumps(append(i)))
+        await ws.send_text(json.dumps({"type": "response.create"}))
+        events = await events_until(ws, "response.done")
+    assert "error" not in [e["type"] for e in events]
+    (session,) = sim.realtime_sessions
+    texts = [json.loads(frame.text) for frame in session.frames if frame.text]
+    assert texts == [append(i) for i in range(7)] + [{"type": "response.create"}]

@@ -326,10 +326,8 @@ class RelaySession:
         No exception leaves it: httpx-ws would wrap it in an exception group.
         """
         try:
-            if not await self._ready(upstream):
+            if not await self._ready(upstream, deadline):
                 return
-            deadline.deadline = math.inf
-            self._gate.open()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write_upstream, upstream)
                 await self._read_upstream(upstream, lease)
@@ -350,10 +348,12 @@ class RelaySession:
                 ):
                     await upstream.close(passed_close_code(self.close_code))
 
-    async def _ready(self, upstream: AsyncWebSocketSession) -> bool:
-        """Forward the upstream's first frames until it is ready.
+    async def _ready(self, upstream: AsyncWebSocketSession, deadline: anyio.CancelScope) -> bool:
+        """Forward the upstream's first frames until it is ready, then open the gate.
 
-        Ready: ``session.created``, and the answer to the relay's own ``session.update``.
+        Ready: ``session.created``, and the answer to the relay's own ``session.update``. The
+        gate opens before the frame that made it ready is forwarded: a client that answers
+        that frame at once finds its frames sent, not held against the bound.
 
         Returns:
             ``False`` if the upstream refused that update.
@@ -362,7 +362,7 @@ class RelaySession:
         while True:
             text = await upstream.receive_text()
             kind = _event_type(text)
-            if kind == "error" and policy is not None and self._gate.is_open is False:
+            if kind == "error" and policy is not None:
                 self._closing = (
                     1011,
                     relay_error(
@@ -372,14 +372,18 @@ class RelaySession:
                     ),
                 )
                 return False
+            ready = (kind == "session.created" and policy is None) or (
+                kind == "session.updated" and policy is not None
+            )
+            if ready:
+                deadline.deadline = math.inf
+                self._gate.open()
             await self._send_client(text)
-            if kind == "session.created":
-                if policy is None:
-                    return True
+            if ready:
+                return True
+            if kind == "session.created" and policy is not None:
                 update = {"type": "session.update", "session": policy}
                 await upstream.send_text(json.dumps(update))
-            elif kind == "session.updated" and policy is not None:
-                return True
 
     async def _write_upstream(self, upstream: AsyncWebSocketSession) -> None:
         try:
