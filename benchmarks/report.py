@@ -3,7 +3,8 @@
 ``evaluate`` checks the issue's targets; ``validate`` checks a document is well formed (what
 ``--smoke`` asserts: never timing); ``markdown`` renders the page; ``chart`` draws
 throughput and CPU per request per client (matplotlib, from the ``bench`` extra). The
-``overhead`` scenario's part of each is in ``overhead_report.py``.
+``overhead`` and ``ws`` scenarios' parts of each are in ``overhead_report.py`` and
+``ws_report.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import overhead_report
+from . import overhead_report, ws_report
 
 NOTES = Path(__file__).with_name("NOTES.md")
 """Hand-written findings (profiles, fixes) inserted into the generated page."""
@@ -155,6 +156,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 r["succeeded"] == r["callers"] and r["requests_during_storm"] <= limit,
             )
         )
+    ws = scenarios.get("ws")
+    if ws is not None:
+        rows += ws_report.targets(ws)
     prio = scenarios.get("priority")
     if prio is not None:
         high = prio["by_class"]["high"]["queue_wait_ms"]["p95"]
@@ -222,6 +226,9 @@ def validate(doc: dict[str, Any]) -> list[str]:
         for variant, r in hintless["runs"].items():
             if sum(r["outcomes"].values()) != r["callers"]:
                 problems.append(f"hintless/{variant}: outcomes do not add up to the callers")
+    ws = scenarios.get("ws")
+    if ws is not None:
+        problems += ws_report.problems(ws)
     prio = scenarios.get("priority")
     if prio is not None:
         for name, c in prio["by_class"].items():
@@ -269,6 +276,8 @@ def markdown(doc: dict[str, Any], *, results_path: str, chart_path: str | None) 
     if tp is not None:
         out += _throughput_section(tp, settings, chart_path)
     out += _micro_sections(scenarios)
+    if "ws" in scenarios:
+        out += ws_report.section(scenarios["ws"])
     return "\n".join(out).rstrip() + "\n"
 
 
