@@ -237,6 +237,21 @@ def validate(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+def merge(doc: dict[str, Any], other: dict[str, Any], shown: str) -> None:
+    """Add ``other``'s scenarios to ``doc``, each marked with the run it comes from."""
+    machine, settings = other["machine"], other["settings"]
+    source = {
+        "results": shown,
+        "mode": settings["mode"],
+        "date_utc": machine["date_utc"],
+        "git": machine["git"],
+        "loadavg_before": machine["loadavg_before"],
+        "loadavg_after": machine.get("loadavg_after"),
+    }
+    for name, scenario in other["scenarios"].items():
+        doc["scenarios"][name] = {**scenario, "source": source}
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 

@@ -70,6 +70,8 @@ class Settings:
     ws_chunks: int = 40  # text deltas per streamed turn
     ws_burst: int = 100  # sessions sending at the same moment (first-chunk latency)
     ws_rounds: int = 10
+    ws_ttft_ms: int = 200  # the paced upstream of the latency rounds: first event after
+    ws_interval_ms: int = 20  # ... then one every 20 ms
     ws_idle: int = 1000  # idle sockets, each on its own session (RSS)
     ws_litellm: bool = True
 
@@ -101,6 +103,8 @@ class Settings:
                 ws_chunks=5,
                 ws_burst=10,
                 ws_rounds=1,
+                ws_ttft_ms=0,  # no paced processes: a few seconds
+                ws_interval_ms=0,
                 ws_idle=20,
                 ws_litellm=False,
             )
@@ -163,6 +167,8 @@ def upstream(cpu: int | None) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +321,10 @@ def run_ws(
             "chunks": settings.ws_chunks,
             "burst": settings.ws_burst,
             "rounds": settings.ws_rounds,
+            "ttft_ms": settings.ws_ttft_ms,
+            "interval_ms": settings.ws_interval_ms,
             "idle": settings.ws_idle,
+            "fresh_idle": settings.mode != "smoke",  # smoke: no fresh processes for the RSS
             "litellm_skip": skip,
             "cpu": load_cpu,  # the load generator shares the upstream's core
             "measured_cpu": measured_cpu,  # each measured process alone on the other

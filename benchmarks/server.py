@@ -15,6 +15,7 @@ SDK, LiteLLM) selects it through its base URL alone::
     http://127.0.0.1:PORT/latency_ms=50/v1             # 50 ms before the response starts
     http://127.0.0.1:PORT/rpm=600,burst=10/v1          # a token-bucket request quota
     http://127.0.0.1:PORT/chunks=40/v1                 # streams of 40 text deltas (default 3)
+    http://127.0.0.1:PORT/chunks=40,interval_ms=20/v1  # ... one every 20 ms, as a model writes
 
 With a quota, every response carries OpenAI's ``x-ratelimit-limit-requests``,
 ``x-ratelimit-remaining-requests`` and ``x-ratelimit-reset-requests`` (durations like
@@ -46,6 +47,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+Options = tuple[float, tuple[int, int] | None, int | None, float]
+"""A path prefix's (latency s, (rpm, burst) or None, text deltas or None, interval s)."""
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -99,7 +103,7 @@ class Upstream:
     def __init__(self) -> None:
         self.ids = itertools.count()
         self.buckets: dict[tuple[int, int], TokenBucket] = {}
-        self.options: dict[bytes, tuple[float, tuple[int, int] | None, int | None]] = {}
+        self.options: dict[bytes, Options] = {}
         self.counts: dict[str, int] = {}
         self._chat_json = self._template(_chat_completion())
         self._resp_json = self._template(_response())
@@ -133,13 +137,14 @@ class Upstream:
         self.buckets.clear()
         self.options.clear()
 
-    def _parse_options(self, prefix: bytes) -> tuple[float, tuple[int, int] | None, int | None]:
+    def _parse_options(self, prefix: bytes) -> Options:
         cached = self.options.get(prefix)
         if cached is not None:
             return cached
         latency = 0.0
         quota: tuple[int, int] | None = None
         deltas: int | None = None
+        interval = 0.0
         for segment in prefix.decode().strip("/").split("/"):
             fields = dict(item.split("=", 1) for item in segment.split(",") if "=" in item)
             if "latency_ms" in fields:
@@ -148,8 +153,10 @@ class Upstream:
                 quota = (int(fields["rpm"]), int(fields.get("burst", fields["rpm"])))
             if "chunks" in fields:
                 deltas = max(1, int(fields["chunks"]))
-        self.options[prefix] = (latency, quota, deltas)
-        return latency, quota, deltas
+            if "interval_ms" in fields:
+                interval = float(fields["interval_ms"]) / 1000.0
+        options = self.options[prefix] = (latency, quota, deltas, interval)
+        return options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,7 +177,9 @@ class Upstream:
             self._count("404")
             await _respond(send, 404, _JSON_HEADERS, b'{"error":{"message":"not found"}}')
             return
-        latency, quota, deltas = self._parse_options(path[:cut].encode() if cut > 0 else b"")
+        latency, quota, deltas, interval = self._parse_options(
+            path[:cut].encode() if cut > 0 else b""
+        )
         headers: list[tuple[bytes, bytes]] = []
         if quota is not None:
             bucket = self.buckets.get(quota)
@@ -201,6 +210,8 @@ class Upstream:
         )
         events = self._events(chat, deltas)
         for index, (head, tail) in enumerate(events):
+            if interval and index:
+                await asyncio.sleep(interval)
             prefix = b"data: " if chat else _event_prefix(index, len(events))
             await send(
                 {

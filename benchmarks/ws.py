@@ -11,7 +11,10 @@ the other core, and reports its own ``time.process_time()`` and RSS over its con
    Differences are paired within a repeat; medians with distribution-free 95 % intervals.
 2. First-chunk latency: per round, ``burst`` fresh sockets (or ``burst`` direct SDK
    streams) send one message each at the same moment; send to first chunk frame (first
-   text delta). Added = p99(server) - p99(sdk), over all rounds' samples.
+   text delta). Added = p99(server) - p99(sdk), over all rounds' samples. A second set of
+   processes streams from a paced upstream (``ttft_ms`` before the first event, then one
+   every ``interval_ms``, as a model writes): an instant upstream would make this a test of
+   how fast one core parses 100 whole streams, not of the latency a relay adds.
 3. Idle memory: a fresh server process, warmed by one socket and one turn; RSS before and
    after ``idle`` sockets on distinct sessions each got a pong for a ping.
 """
@@ -91,7 +94,9 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log.close()
+        for pipe in (self.process.stdin, self.process.stdout, self.log):
+            if pipe is not None:
+                pipe.close()
 
 
 class Sock:
@@ -241,21 +246,32 @@ async def _start(procs: dict[str, Proc], litellm: dict[str, Any]) -> None:
 
 async def run_async(spec: dict[str, Any]) -> dict[str, Any]:
     base_url = f"{spec['server']}/chunks={spec['chunks']}/v1"
+    pace = f"latency_ms={spec['ttft_ms']},interval_ms={spec['interval_ms']}"
+    paced_url = f"{spec['server']}/chunks={spec['chunks']},{pace}/v1"
     core = spec.get("measured_cpu")
     clients, turns, repeats = spec["clients"], spec["turns"], spec["repeats"]
     litellm: dict[str, Any] = {"status": "skipped", "reason": spec.get("litellm_skip", "")}
     kinds = [k for k in VARIANTS if k != "litellm" or not spec.get("litellm_skip")]
     procs = {kind: Proc(kind, base_url, core) for kind in kinds}
-    fresh = {kind: Proc(kind, base_url, core) for kind in SERVERS}  # for the idle RSS
+    paced = procs  # first-chunk latency (smoke: the same processes, unpaced)
+    if spec["ttft_ms"] or spec["interval_ms"]:
+        paced = {kind: Proc(kind, paced_url, core) for kind in kinds}
+    every = [procs] if paced is procs else [procs, paced]
+    fresh = {kind: procs[kind] for kind in SERVERS}  # idle RSS (smoke: the warm processes)
+    if spec["fresh_idle"]:
+        fresh = {kind: Proc(kind, base_url, core) for kind in SERVERS}
+        every.append(fresh)
     try:
-        await _start(procs, litellm)
-        await _start(fresh, litellm)
+        for group in every:
+            await _start(group, litellm)
+        if "litellm" in procs and "litellm" not in paced:
+            procs.pop("litellm").close()
         if "litellm" in procs:
             litellm = {"status": "measured", "path": "WebSocket /v1/responses (hosted_vllm)"}
         variants = list(procs)
-        for kind, proc in procs.items():  # imports, upstream connections, first streams
-            await _cpu_window(proc, f"warm-{kind}", clients, 2)
-            await _burst(proc, f"warmburst-{kind}", spec["burst"])
+        for kind in variants:  # imports, upstream connections, first streams
+            await _cpu_window(procs[kind], f"warm-{kind}", clients, 2)
+            await _burst(paced[kind], f"warmburst-{kind}", spec["burst"])
         runs: list[dict[str, Any]] = []
         for repeat in range(repeats):
             order = balanced_order(variants, repeat)
@@ -267,12 +283,12 @@ async def run_async(spec: dict[str, Any]) -> dict[str, Any]:
         round_p99: dict[str, list[float]] = {kind: [] for kind in variants}
         for rnd in range(spec["rounds"]):
             for kind in balanced_order(variants, rnd):
-                firsts = await _burst(procs[kind], f"b{rnd}", spec["burst"])
+                firsts = await _burst(paced[kind], f"b{rnd}", spec["burst"])
                 samples[kind] += firsts
                 round_p99[kind].append(percentiles(firsts)["p99"])
         idle = {kind: await _idle(proc, spec["idle"]) for kind, proc in fresh.items()}
     finally:
-        for proc in [*procs.values(), *fresh.values()]:
+        for proc in [p for group in every for p in group.values()]:
             proc.close()
 
     def per_repeat(a: str, b: str | None = None) -> list[float]:

@@ -83,7 +83,8 @@ def targets(ws: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         _row(
             f"added p99 first-chunk latency, {p['burst']} sessions sending at once "
-            f"({p['rounds']} rounds)",
+            f"({p['rounds']} rounds; upstream: first event after {p['ttft_ms']} ms, then one "
+            f"every {p['interval_ms']} ms)",
             f"<= {FIRST_CHUNK_TARGET_MS:g} ms over direct SDK streams",
             f"llmpool {extra['llmpool']:+.2f} ms (p99 {first['llmpool']['p99']:.1f} vs direct "
             f"{first['sdk']['p99']:.1f} ms); floor {extra['floor']:+.2f} ms; per round, llmpool "
@@ -181,9 +182,18 @@ def problems(ws: dict[str, Any]) -> list[str]:
 def section(ws: dict[str, Any]) -> list[str]:
     """The docs page's section on the ``ws`` scenario."""
     p, cpu, lat = ws["params"], ws["cpu"], ws["latency"]
-    out = [
-        "## llmpool.server over WebSocket",
-        "",
+    out = ["## llmpool.server over WebSocket", ""]
+    source = ws.get("source")
+    if source is not None:
+        load = ", ".join(f"{x:.2f}" for x in source["loadavg_before"])
+        after = ", ".join(f"{x:.2f}" for x in source.get("loadavg_after") or ())
+        out += [
+            f"From `{source['results']}`: a separate {source['mode']} run, "
+            f"{source['date_utc']} on llmpool `{source['git']}`, load average {load} before "
+            f"and {after} after.",
+            "",
+        ]
+    out += [
         f"Each measured process runs alone on core {p.get('measured_cpu')}; the benchmark "
         f"upstream (`/chunks={p['chunks']}/v1`: Responses streams of {p['chunks']} text "
         f"deltas) and the load generator (the `websockets` asyncio client) share core "
@@ -222,7 +232,10 @@ def section(ws: dict[str, Any]) -> list[str]:
         f"### First-chunk latency ({p['burst']} at once, {p['rounds']} rounds)",
         "",
         "Send of the message (start of the direct stream) to the first chunk frame (first "
-        "text delta), ms, over all rounds' samples; fresh sessions each round.",
+        "text delta), ms, over all rounds' samples; fresh sessions each round. A second set of "
+        "processes, on a paced upstream: {p['ttft_ms']} ms before the first event, then one "
+        f"every {p['interval_ms']} ms (an instant upstream would time how fast one core parses "
+        f"{p['burst']} whole streams, not what a relay adds).",
         "",
         "| variant | p50 | p95 | p99 | max | added p99 |",
         "|---|---:|---:|---:|---:|---:|",
