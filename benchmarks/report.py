@@ -156,9 +156,6 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 r["succeeded"] == r["callers"] and r["requests_during_storm"] <= limit,
             )
         )
-    ws = scenarios.get("ws")
-    if ws is not None:
-        rows += ws_report.targets(ws)
     prio = scenarios.get("priority")
     if prio is not None:
         high = prio["by_class"]["high"]["queue_wait_ms"]["p95"]
@@ -171,6 +168,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 prio["high_p95_wait_vs_service"] <= 1.0,
             )
         )
+    ws = scenarios.get("ws")
+    if ws is not None:
+        rows += ws_report.targets(ws)
     return rows
 
 

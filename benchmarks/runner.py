@@ -64,12 +64,12 @@ class Settings:
     overhead_warmup: int = 100  # requests per variant before calibration
     overhead_concurrencies: tuple[int, ...] = (1, 16)
     overhead_backends: tuple[str, ...] = ("asyncio", "trio")
-    ws_repeats: int = 12  # interleaved CPU windows per variant (the ws scenario)
+    ws_repeats: int = 15  # interleaved CPU windows per variant (the ws scenario)
     ws_clients: int = 8  # concurrent conversations of a CPU window
     ws_turns: int = 10  # turns per conversation
     ws_chunks: int = 40  # text deltas per streamed turn
     ws_burst: int = 100  # sessions sending at the same moment (first-chunk latency)
-    ws_rounds: int = 10
+    ws_rounds: int = 20
     ws_ttft_ms: int = 200  # the paced upstream of the latency rounds: first event after
     ws_interval_ms: int = 20  # ... then one every 20 ms
     ws_idle: int = 1000  # idle sockets, each on its own session (RSS)
@@ -124,8 +124,8 @@ class Settings:
                 priority_seconds=5.0,
                 overhead_alternations=20,
                 overhead_batch_seconds=0.08,
-                ws_repeats=6,
-                ws_rounds=5,
+                ws_repeats=9,  # the fewest with a 95 % interval narrower than the range
+                ws_rounds=10,
             )
         return cls(
             mode="full",

@@ -61,6 +61,10 @@ def chunk_verdict(added: dict[str, float], target: float = CHUNK_TARGET_US) -> s
     return "unresolved"
 
 
+def _p50_added(first: dict[str, dict[str, float]], kind: str) -> str:
+    return f"{first[kind]['p50'] - first['sdk']['p50']:+.1f} ms"
+
+
 def targets(ws: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's three targets, and LiteLLM's proxy as information."""
     p, cpu, lat = ws["params"], ws["cpu"], ws["latency"]
@@ -87,7 +91,8 @@ def targets(ws: dict[str, Any]) -> list[dict[str, Any]]:
             f"every {p['interval_ms']} ms)",
             f"<= {FIRST_CHUNK_TARGET_MS:g} ms over direct SDK streams",
             f"llmpool {extra['llmpool']:+.2f} ms (p99 {first['llmpool']['p99']:.1f} vs direct "
-            f"{first['sdk']['p99']:.1f} ms); floor {extra['floor']:+.2f} ms; per round, llmpool "
+            f"{first['sdk']['p99']:.1f} ms; p50 {_p50_added(first, 'llmpool')}); floor "
+            f"{extra['floor']:+.2f} ms (p50 {_p50_added(first, 'floor')}); per round, llmpool "
             f"{_iv(lat['round_added_p99_ms']['llmpool'], 'ms')}",
             extra["llmpool"] <= FIRST_CHUNK_TARGET_MS,
         )
@@ -233,7 +238,7 @@ def section(ws: dict[str, Any]) -> list[str]:
         "",
         "Send of the message (start of the direct stream) to the first chunk frame (first "
         "text delta), ms, over all rounds' samples; fresh sessions each round. A second set of "
-        "processes, on a paced upstream: {p['ttft_ms']} ms before the first event, then one "
+        f"processes, on a paced upstream: {p['ttft_ms']} ms before the first event, then one "
         f"every {p['interval_ms']} ms (an instant upstream would time how fast one core parses "
         f"{p['burst']} whole streams, not what a relay adds).",
         "",
