@@ -11,10 +11,10 @@ the other core, and reports its own ``time.process_time()`` and RSS over its con
    Differences are paired within a repeat; medians with distribution-free 95 % intervals.
 2. First-chunk latency: per round, ``burst`` fresh sockets (or ``burst`` direct SDK
    streams) send one message each at the same moment; send to first chunk frame (first
-   text delta). Added = p99(server) - p99(sdk), over all rounds' samples. A second set of
-   processes streams from a paced upstream (``ttft_ms`` before the first event, then one
-   every ``interval_ms``, as a model writes): an instant upstream would make this a test of
-   how fast one core parses 100 whole streams, not of the latency a relay adds.
+   text delta). Added = p99(server) - p99(sdk) per round (paired), and over all rounds'
+   samples. A second set of processes streams from a paced upstream (``ttft_ms`` before
+   the first event, then one every ``interval_ms``, as a model writes): an instant upstream
+   would make this a test of how fast one core parses 100 whole streams.
 3. Idle memory: a fresh server process, warmed by one socket and one turn; RSS before and
    after ``idle`` sockets on distinct sessions each got a pong for a ping.
 """
@@ -28,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -41,6 +42,7 @@ VARIANTS = ("sdk", "floor", "llmpool", "litellm")
 SERVERS = ("floor", "llmpool")  # measured for idle memory (LiteLLM: see NOTES.md)
 DIFFERENCES = (("llmpool", "sdk"), ("floor", "sdk"), ("llmpool", "floor"), ("litellm", "sdk"))
 MESSAGE = "Say hello to the benchmark."
+T = TypeVar("T")
 
 
 class Proc:
@@ -72,11 +74,26 @@ class Proc:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            self.log.seek(0)
-            tail = self.log.read()[-1500:]
-            raise RuntimeError(f"the {self.kind} process exited ({self.process.wait()}): {tail}")
+            code = self.process.wait()
+            raise RuntimeError(f"the {self.kind} process exited ({code}): {self.tail()}")
         data: dict[str, Any] = json.loads(line)
         return data
+
+    def tail(self, chars: int = 2000) -> str:
+        """The end of the process's stderr."""
+        self.log.seek(0)
+        return self.log.read()[-chars:]
+
+    async def watch(self, what: Awaitable[T]) -> T:
+        """Await ``what``; a failure names this process and carries its stderr's end."""
+        try:
+            return await what
+        except Exception as exc:
+            state = self.process.poll()
+            raise RuntimeError(
+                f"{self.kind} ({'running' if state is None else f'exited {state}'}): "
+                f"{exc!r}\n{self.tail()}"
+            ) from exc
 
     def call(self, op: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin is not None
@@ -270,23 +287,24 @@ async def run_async(spec: dict[str, Any]) -> dict[str, Any]:
             litellm = {"status": "measured", "path": "WebSocket /v1/responses (hosted_vllm)"}
         variants = list(procs)
         for kind in variants:  # imports, upstream connections, first streams
-            await _cpu_window(procs[kind], f"warm-{kind}", clients, 2)
-            await _burst(paced[kind], f"warmburst-{kind}", spec["burst"])
+            await procs[kind].watch(_cpu_window(procs[kind], f"warm-{kind}", clients, 2))
+            await paced[kind].watch(_burst(paced[kind], f"warmburst-{kind}", spec["burst"]))
         runs: list[dict[str, Any]] = []
         for repeat in range(repeats):
             order = balanced_order(variants, repeat)
             row: dict[str, Any] = {"order": order, "variants": {}}
             for kind in order:
-                row["variants"][kind] = await _cpu_window(procs[kind], f"c{repeat}", clients, turns)
+                window = _cpu_window(procs[kind], f"c{repeat}", clients, turns)
+                row["variants"][kind] = await procs[kind].watch(window)
             runs.append(row)
         samples: dict[str, list[float]] = {kind: [] for kind in variants}
         round_p99: dict[str, list[float]] = {kind: [] for kind in variants}
         for rnd in range(spec["rounds"]):
             for kind in balanced_order(variants, rnd):
-                firsts = await _burst(paced[kind], f"b{rnd}", spec["burst"])
+                firsts = await paced[kind].watch(_burst(paced[kind], f"b{rnd}", spec["burst"]))
                 samples[kind] += firsts
                 round_p99[kind].append(percentiles(firsts)["p99"])
-        idle = {kind: await _idle(proc, spec["idle"]) for kind, proc in fresh.items()}
+        idle = {kind: await proc.watch(_idle(proc, spec["idle"])) for kind, proc in fresh.items()}
     finally:
         for proc in [p for group in every for p in group.values()]:
             proc.close()

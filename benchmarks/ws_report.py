@@ -53,6 +53,7 @@ def summary(ws: dict[str, Any]) -> list[str]:
 
 
 def chunk_verdict(added: dict[str, float], target: float = CHUNK_TARGET_US) -> str:
+    # also the first-chunk target's, on the per-round differences
     """``pass`` when the interval lies at or under ``target``, ``miss`` above, else unresolved."""
     if added["hi"] <= target:
         return "pass"
@@ -84,17 +85,21 @@ def targets(ws: dict[str, Any]) -> list[dict[str, Any]]:
         )
     ]
     first, extra = lat["first_chunk_ms"], lat["added_p99_ms"]
+    rounds = lat["round_added_p99_ms"]
+    word = chunk_verdict(rounds["llmpool"], FIRST_CHUNK_TARGET_MS)
     rows.append(
         _row(
             f"added p99 first-chunk latency, {p['burst']} sessions sending at once "
             f"({p['rounds']} rounds; upstream: first event after {p['ttft_ms']} ms, then one "
             f"every {p['interval_ms']} ms)",
-            f"<= {FIRST_CHUNK_TARGET_MS:g} ms over direct SDK streams",
-            f"llmpool {extra['llmpool']:+.2f} ms (p99 {first['llmpool']['p99']:.1f} vs direct "
-            f"{first['sdk']['p99']:.1f} ms; p50 {_p50_added(first, 'llmpool')}); floor "
-            f"{extra['floor']:+.2f} ms (p50 {_p50_added(first, 'floor')}); per round, llmpool "
-            f"{_iv(lat['round_added_p99_ms']['llmpool'], 'ms')}",
-            extra["llmpool"] <= FIRST_CHUNK_TARGET_MS,
+            f"<= {FIRST_CHUNK_TARGET_MS:g} ms over direct SDK streams (per round, paired; "
+            "95 % interval of the median)",
+            f"llmpool {_iv(rounds['llmpool'], 'ms')}, floor {_iv(rounds['floor'], 'ms')}; "
+            f"pooled over rounds: llmpool p99 {first['llmpool']['p99']:.1f} vs direct "
+            f"{first['sdk']['p99']:.1f} ms ({extra['llmpool']:+.1f}), p50 "
+            f"{_p50_added(first, 'llmpool')}",
+            word == "pass",
+            "unresolved" if word == "unresolved" else None,
         )
     )
     idle, floor = ws["idle"]["llmpool"], ws["idle"]["floor"]
@@ -207,12 +212,12 @@ def section(ws: dict[str, Any]) -> list[str]:
         "streaming the same turns itself (`AsyncOpenAI(max_retries=0)`, "
         "`responses.create(stream=True)` read to the end); `floor` = a bare Starlette "
         "WebSocket relay under uvicorn with `serve`'s settings (one JSON frame per text "
-        "delta, then `complete`; it keeps each socket's conversation, as llmpool does); "
-        "`llmpool` = `create_app` + `serve` (`max_connections=4096`, `PoolConfig("
-        "max_concurrency=256, pool_size=4)`); `litellm` = LiteLLM's proxy, one worker, its "
-        "Responses WebSocket mode relaying over HTTP streaming (`hosted_vllm/` model), turns "
-        "chained by `previous_response_id`. All but LiteLLM (uvloop, its default) run on plain "
-        "asyncio.",
+        "delta, then `complete`); `llmpool` = `create_app` + `serve` (`max_connections=4096`, "
+        "`PoolConfig(max_concurrency=256, pool_size=4)`); `litellm` = LiteLLM's proxy, one "
+        "worker, its Responses WebSocket mode relaying over HTTP streaming (`hosted_vllm/` "
+        "model). Every variant sends a later turn as its new message plus "
+        "`previous_response_id`, as llmpool does by default, so all send the same requests "
+        "upstream. All but LiteLLM (uvloop, its default) run on plain asyncio.",
         "",
         f"### CPU per chunk ({p['clients']} sockets x {p['turns']} turns, {p['repeats']} "
         "interleaved repeats)",

@@ -15,8 +15,10 @@ Kinds (every one on plain asyncio, no uvloop, as ``llmpool.server.serve`` runs):
   ``responses.create(stream=True)`` read to the end): the SDK's own stream cost;
 - ``floor``: a bare Starlette WebSocket relay under uvicorn with ``serve``'s settings
   (``websockets-sansio``, no per-message deflate, no access log): per client message, one
-  SDK stream, one JSON frame per text delta, then a ``complete`` frame; it keeps each
-  socket's conversation as llmpool does, so both send the same requests upstream;
+  SDK stream, one JSON frame per text delta, then a ``complete`` frame;
+- both, like llmpool (``RecoveryPolicy.use_previous_response_id``), keep the transcript and
+  send each later turn as its new message plus ``previous_response_id``, so all three send
+  the same requests upstream;
 - ``llmpool``: ``llmpool.server.create_app`` + ``serve``;
 - ``litellm``: LiteLLM's proxy (``litellm --config``, one worker, its defaults: uvloop,
   uvicorn's access log, no database, a master key) and its WebSocket path: the Responses
@@ -53,6 +55,26 @@ def rss_bytes() -> int:
     return 0
 
 
+class Transcript:
+    """One conversation as llmpool keeps it: every item locally, the server's copy first."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+        self.previous: str | None = None
+
+    def request(self, message: str) -> dict[str, Any]:
+        """The next turn's parameters: the new message, after the last response's id."""
+        item = {"role": "user", "content": message}
+        self.items.append(item)
+        if self.previous is None:
+            return {"model": MODEL, "input": list(self.items)}
+        return {"model": MODEL, "input": [item], "previous_response_id": self.previous}
+
+    def completed(self, response_id: str, parts: list[str]) -> None:
+        self.items.append({"role": "assistant", "content": "".join(parts)})
+        self.previous = response_id
+
+
 def _client(base_url: str) -> Any:
     import openai
 
@@ -71,22 +93,22 @@ async def sdk_streams(client: Any, concurrency: int, turns: int, message: str) -
     started = 0.0
 
     async def conversation() -> None:
-        history: list[dict[str, str]] = []
+        transcript = Transcript()
         await start.wait()
         for turn in range(turns):
-            history.append({"role": "user", "content": message})
             parts: list[str] = []
             t0 = started if turn == 0 else time.perf_counter()
-            stream = await client.responses.create(model=MODEL, input=history, stream=True)
+            stream = await client.responses.create(**transcript.request(message), stream=True)
             async for event in stream:
                 counts["events"] += 1
                 if event.type == "response.output_text.delta":
                     if not parts:
                         first_ms.append((time.perf_counter() - t0) * 1000)
                     parts.append(event.delta)
+                elif event.type == "response.completed":
+                    transcript.completed(event.response.id, parts)
             counts["deltas"] += len(parts)
             counts["streams"] += 1
-            history.append({"role": "assistant", "content": "".join(parts)})
 
     tasks = [asyncio.create_task(conversation()) for _ in range(concurrency)]
     await asyncio.sleep(0)
@@ -118,7 +140,7 @@ def floor_app(base_url: str) -> Any:
     async def relay(websocket: WebSocket) -> None:
         await websocket.accept()
         client = state["client"]
-        history: list[dict[str, str]] = []
+        transcript = Transcript()
         seq = 0
         try:
             while True:
@@ -126,9 +148,9 @@ def floor_app(base_url: str) -> Any:
                 if data.get("type") == "ping":
                     await websocket.send_text(dump({"type": "pong", "seq": seq}))
                     continue
-                history.append({"role": "user", "content": data["message"]})
                 parts: list[str] = []
-                stream = await client.responses.create(model=MODEL, input=history, stream=True)
+                request = transcript.request(data["message"])
+                stream = await client.responses.create(**request, stream=True)
                 async for event in stream:
                     if event.type == "response.output_text.delta":
                         parts.append(event.delta)
@@ -136,7 +158,8 @@ def floor_app(base_url: str) -> Any:
                         await websocket.send_text(
                             dump({"type": "chunk", "seq": seq, "content": event.delta})
                         )
-                history.append({"role": "assistant", "content": "".join(parts)})
+                    elif event.type == "response.completed":
+                        transcript.completed(event.response.id, parts)
                 seq += 1
                 await websocket.send_text(dump({"type": "complete", "seq": seq}))
         except WebSocketDisconnect:
