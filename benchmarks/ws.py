@@ -241,12 +241,7 @@ async def _idle(proc: Proc, n: int) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     after = (await proc.acall(op="stats"))["rss"]
     await _close(socks)
-    added = after - before
-    return {"sockets": n, "rss_before": before, "rss_after": after, "rss_added": added}
-
-
-def _interval(values: list[float]) -> dict[str, float]:
-    return median_interval(values) if values else {"median": 0.0, "lo": 0.0, "hi": 0.0}
+    return {"sockets": n, "rss_before": before, "rss_after": after, "rss_added": after - before}
 
 
 async def _start(procs: dict[str, Proc], litellm: dict[str, Any]) -> None:
@@ -322,9 +317,9 @@ async def run_async(spec: dict[str, Any]) -> dict[str, Any]:
         "variants": variants,
         "cpu": {
             "runs": runs,
-            "us_per_chunk": {kind: _interval(per_repeat(kind)) for kind in variants},
+            "us_per_chunk": {kind: median_interval(per_repeat(kind)) for kind in variants},
             "added_us": {
-                f"{a}-{b}": _interval(per_repeat(a, b))
+                f"{a}-{b}": median_interval(per_repeat(a, b))
                 for a, b in DIFFERENCES
                 if a in variants and b in variants
             },
@@ -333,7 +328,9 @@ async def run_async(spec: dict[str, Any]) -> dict[str, Any]:
             "first_chunk_ms": first,
             "added_p99_ms": {k: first[k]["p99"] - first["sdk"]["p99"] for k in servers},
             "round_added_p99_ms": {
-                k: _interval([s - d for s, d in zip(round_p99[k], round_p99["sdk"], strict=True)])
+                k: median_interval(
+                    [s - d for s, d in zip(round_p99[k], round_p99["sdk"], strict=True)]
+                )
                 for k in servers
             },
             "samples_ms": {k: [round(v, 3) for v in vs] for k, vs in samples.items()},

@@ -247,16 +247,18 @@ def section(ws: dict[str, Any]) -> list[str]:
         f"every {p['interval_ms']} ms (an instant upstream would time how fast one core parses "
         f"{p['burst']} whole streams, not what a relay adds).",
         "",
-        "| variant | p50 | p95 | p99 | max | added p99 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | p50 | p95 | p99 | max | added p99 | added p99 per round, paired |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in ws["variants"]:
         f = lat["first_chunk_ms"][kind]
         extra = lat["added_p99_ms"].get(kind)
-        shown = "-" if extra is None else f"{extra:+.2f}"
+        paired = lat["round_added_p99_ms"].get(kind)
+        shown = "-" if extra is None else f"{extra:+.1f}"
+        rounds = "-" if paired is None else _iv(paired, "ms")
         out.append(
             f"| {kind} | {f['p50']:.1f} | {f['p95']:.1f} | {f['p99']:.1f} | {f['max']:.1f} | "
-            f"{shown} |"
+            f"{shown} | {rounds} |"
         )
     out += [
         "",
