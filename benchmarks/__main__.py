@@ -3,7 +3,8 @@
 Modes: ``--smoke`` (seconds; what ``make test`` runs: it checks the suite works and its results
 are well formed, never timing), ``--quick`` (one repeat, ~8 min), default full (``make bench``,
 ~25 min: 5 throughput repeats, 30 overhead alternations). ``--scenario NAME`` (repeatable) runs
-some scenarios only.
+some scenarios only; ``--from-results full.json ws.json`` renders the page from one run with
+another run's scenarios added (each then says where it comes from).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--smoke", action="store_true", help="seconds; no timing asserted")
     mode.add_argument("--quick", action="store_true", help="one repeat, short storm")
     mode.add_argument(
-        "--from-results", type=Path, metavar="JSON", help="only re-render docs and chart"
+        "--from-results",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only re-render docs and chart; scenarios of later files are added to the first's",
     )
     parser.add_argument(
         "--scenario", action="append", choices=SCENARIOS, help="run only this (repeatable)"
@@ -60,8 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_results is not None:
-        doc = json.loads(args.from_results.read_text())
-        write_docs(doc, args.from_results)
+        first, *more = args.from_results
+        doc = json.loads(first.read_text())
+        for extra in more:
+            report.merge(doc, json.loads(extra.read_text()), _shown(extra))
+        write_docs(doc, first)
         return 0
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     settings = Settings.for_mode(mode)
@@ -103,14 +111,17 @@ def main(argv: list[str] | None = None) -> int:
 def write_docs(doc: dict[str, Any], results: Path) -> None:
     """Write ``docs/performance.md`` (and the chart next to it) from ``doc``."""
     drawn = report.chart(doc, CHART)
-    try:
-        shown = results.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        shown = results.name
     DOC.write_text(
-        report.markdown(doc, results_path=shown, chart_path=CHART.name if drawn else None)
+        report.markdown(doc, results_path=_shown(results), chart_path=CHART.name if drawn else None)
     )
     print(f"docs: {DOC}" + (f", {CHART}" if drawn else " (no chart: matplotlib missing)"))
+
+
+def _shown(results: Path) -> str:
+    try:
+        return results.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return results.name
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``evaluate`` checks the issue's targets; ``validate`` checks a document is well formed (what
 ``--smoke`` asserts: never timing); ``markdown`` renders the page; ``chart`` draws
 throughput and CPU per request per client (matplotlib, from the ``bench`` extra). The
-``overhead`` scenario's part of each is in ``overhead_report.py``.
+``overhead`` and ``ws`` scenarios' parts of each are in ``overhead_report.py`` and
+``ws_report.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import overhead_report
+from . import overhead_report, ws_report
 
 NOTES = Path(__file__).with_name("NOTES.md")
 """Hand-written findings (profiles, fixes) inserted into the generated page."""
@@ -167,6 +168,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 prio["high_p95_wait_vs_service"] <= 1.0,
             )
         )
+    ws = scenarios.get("ws")
+    if ws is not None:
+        rows += ws_report.targets(ws)
     return rows
 
 
@@ -222,12 +226,30 @@ def validate(doc: dict[str, Any]) -> list[str]:
         for variant, r in hintless["runs"].items():
             if sum(r["outcomes"].values()) != r["callers"]:
                 problems.append(f"hintless/{variant}: outcomes do not add up to the callers")
+    ws = scenarios.get("ws")
+    if ws is not None:
+        problems += ws_report.problems(ws)
     prio = scenarios.get("priority")
     if prio is not None:
         for name, c in prio["by_class"].items():
             if c["started"] == 0:
                 problems.append(f"priority/{name}: no request of this class started")
     return problems
+
+
+def merge(doc: dict[str, Any], other: dict[str, Any], shown: str) -> None:
+    """Add ``other``'s scenarios to ``doc``, each marked with the run it comes from."""
+    machine, settings = other["machine"], other["settings"]
+    source = {
+        "results": shown,
+        "mode": settings["mode"],
+        "date_utc": machine["date_utc"],
+        "git": machine["git"],
+        "loadavg_before": machine["loadavg_before"],
+        "loadavg_after": machine.get("loadavg_after"),
+    }
+    for name, scenario in other["scenarios"].items():
+        doc["scenarios"][name] = {**scenario, "source": source}
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -269,6 +291,8 @@ def markdown(doc: dict[str, Any], *, results_path: str, chart_path: str | None) 
     if tp is not None:
         out += _throughput_section(tp, settings, chart_path)
     out += _micro_sections(scenarios)
+    if "ws" in scenarios:
+        out += ws_report.section(scenarios["ws"])
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -22,12 +22,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import ws_report
 from .clients import VARIANTS, litellm_available
 from .design import balanced_order
 
 ROOT = Path(__file__).resolve().parent.parent  # subprocesses run here: `-m benchmarks.*`
 
-SCENARIOS = ("throughput", "overhead", "scheduler", "memory", "storm", "hintless", "priority")
+SCENARIOS = (
+    "throughput",
+    "overhead",
+    "scheduler",
+    "memory",
+    "storm",
+    "hintless",
+    "priority",
+    "ws",
+)
 """Scenario names, in run order (``--scenario NAME`` picks some)."""
 
 
@@ -54,6 +64,16 @@ class Settings:
     overhead_warmup: int = 100  # requests per variant before calibration
     overhead_concurrencies: tuple[int, ...] = (1, 16)
     overhead_backends: tuple[str, ...] = ("asyncio", "trio")
+    ws_repeats: int = 15  # interleaved CPU windows per variant (the ws scenario)
+    ws_clients: int = 8  # concurrent conversations of a CPU window
+    ws_turns: int = 10  # turns per conversation
+    ws_chunks: int = 40  # text deltas per streamed turn
+    ws_burst: int = 100  # sessions sending at the same moment (first-chunk latency)
+    ws_rounds: int = 20
+    ws_ttft_ms: int = 200  # the paced upstream of the latency rounds: first event after
+    ws_interval_ms: int = 20  # ... then one every 20 ms
+    ws_idle: int = 1000  # idle sockets, each on its own session (RSS)
+    ws_litellm: bool = True
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:
@@ -77,6 +97,16 @@ class Settings:
                 overhead_batch_seconds=0.0,  # one request (C per concurrent batch)
                 overhead_warmup=2,
                 overhead_concurrencies=(1, 4),
+                ws_repeats=1,
+                ws_clients=2,
+                ws_turns=2,
+                ws_chunks=5,
+                ws_burst=10,
+                ws_rounds=1,
+                ws_ttft_ms=0,  # no paced processes: a few seconds
+                ws_interval_ms=0,
+                ws_idle=20,
+                ws_litellm=False,
             )
         if mode == "quick":
             return cls(
@@ -94,6 +124,8 @@ class Settings:
                 priority_seconds=5.0,
                 overhead_alternations=20,
                 overhead_batch_seconds=0.08,
+                ws_repeats=9,  # the fewest with a 95 % interval narrower than the range
+                ws_rounds=10,
             )
         return cls(
             mode="full",
@@ -135,6 +167,8 @@ def upstream(cpu: int | None) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +298,43 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def run_ws(
+    settings: Settings, root: str, load_cpu: int | None, measured_cpu: int | None, log: Any
+) -> dict[str, Any]:
+    """llmpool.server against the SDK alone, a bare relay and LiteLLM's proxy (``ws.py``)."""
+    import importlib.util
+
+    skip = ""
+    if not settings.ws_litellm:
+        skip = f"not run in {settings.mode} mode (its proxy takes ~15 s to start)"
+    elif importlib.util.find_spec("litellm") is None:
+        skip = "litellm is not installed (make bench installs it)"
+    elif importlib.util.find_spec("fastapi") is None:
+        skip = "its proxy needs fastapi and more (benchmarks/litellm-deps.txt), not installed"
+    result = measure(
+        {
+            "kind": "ws",
+            "server": root,
+            "repeats": settings.ws_repeats,
+            "clients": settings.ws_clients,
+            "turns": settings.ws_turns,
+            "chunks": settings.ws_chunks,
+            "burst": settings.ws_burst,
+            "rounds": settings.ws_rounds,
+            "ttft_ms": settings.ws_ttft_ms,
+            "interval_ms": settings.ws_interval_ms,
+            "idle": settings.ws_idle,
+            "fresh_idle": settings.mode != "smoke",  # smoke: no fresh processes for the RSS
+            "litellm_skip": skip,
+            "cpu": load_cpu,  # the load generator shares the upstream's core
+            "measured_cpu": measured_cpu,  # each measured process alone on the other
+        }
+    )
+    for line in ws_report.summary(result):
+        log("  " + line)
+    return result
+
+
 def run_all(settings: Settings, scenarios: tuple[str, ...], log: Any = print) -> dict[str, Any]:
     """Run ``scenarios`` with ``settings``; returns the results document (see ``report.py``)."""
     server_cpu, client_cpu = cores()
@@ -352,6 +423,8 @@ def _run_one(
                 f" last done {r['last_done_seconds']:.1f}s"
             )
         return {"runs": runs}
+    if name == "ws":
+        return run_ws(settings, root, cores()[0], client_cpu, log)
     if name == "priority":
         return measure(
             {

@@ -14,6 +14,8 @@ SDK, LiteLLM) selects it through its base URL alone::
 
     http://127.0.0.1:PORT/latency_ms=50/v1             # 50 ms before the response starts
     http://127.0.0.1:PORT/rpm=600,burst=10/v1          # a token-bucket request quota
+    http://127.0.0.1:PORT/chunks=40/v1                 # streams of 40 text deltas (default 3)
+    http://127.0.0.1:PORT/chunks=40,interval_ms=20/v1  # ... one every 20 ms, as a model writes
 
 With a quota, every response carries OpenAI's ``x-ratelimit-limit-requests``,
 ``x-ratelimit-remaining-requests`` and ``x-ratelimit-reset-requests`` (durations like
@@ -45,6 +47,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+Options = tuple[float, tuple[int, int] | None, int | None, float]
+"""A path prefix's (latency s, (rpm, burst) or None, text deltas or None, interval s)."""
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -98,12 +103,25 @@ class Upstream:
     def __init__(self) -> None:
         self.ids = itertools.count()
         self.buckets: dict[tuple[int, int], TokenBucket] = {}
-        self.options: dict[bytes, tuple[float, tuple[int, int] | None]] = {}
+        self.options: dict[bytes, Options] = {}
         self.counts: dict[str, int] = {}
         self._chat_json = self._template(_chat_completion())
         self._resp_json = self._template(_response())
-        self._chat_sse = [self._template(chunk) for chunk in _chat_chunks()]
-        self._resp_sse = [self._template(event) for event in _response_events()]
+        self._sse: dict[tuple[bool, int | None], list[tuple[bytes, bytes]]] = {}
+
+    def _events(self, chat: bool, deltas: int | None) -> list[tuple[bytes, bytes]]:
+        """The SSE templates of a stream of ``deltas`` text deltas (None: the default stream)."""
+        events = self._sse.get((chat, deltas))
+        if events is None:
+            if deltas is None:  # 4 chat chunks, 3 Responses deltas: the historical streams
+                words = [*_WORDS[:3], "".join(_WORDS[3:])]
+                payloads = _chat_chunks(words) if chat else _response_events(words[:3], _TEXT)
+            else:
+                words = [_WORDS[i % len(_WORDS)] for i in range(deltas)]
+                text = "".join(words)
+                payloads = _chat_chunks(words) if chat else _response_events(words, text)
+            events = self._sse[chat, deltas] = [self._template(p) for p in payloads]
+        return events
 
     @staticmethod
     def _template(payload: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -119,20 +137,26 @@ class Upstream:
         self.buckets.clear()
         self.options.clear()
 
-    def _parse_options(self, prefix: bytes) -> tuple[float, tuple[int, int] | None]:
+    def _parse_options(self, prefix: bytes) -> Options:
         cached = self.options.get(prefix)
         if cached is not None:
             return cached
         latency = 0.0
         quota: tuple[int, int] | None = None
+        deltas: int | None = None
+        interval = 0.0
         for segment in prefix.decode().strip("/").split("/"):
             fields = dict(item.split("=", 1) for item in segment.split(",") if "=" in item)
             if "latency_ms" in fields:
                 latency = float(fields["latency_ms"]) / 1000.0
             if "rpm" in fields:
                 quota = (int(fields["rpm"]), int(fields.get("burst", fields["rpm"])))
-        self.options[prefix] = (latency, quota)
-        return latency, quota
+            if "chunks" in fields:
+                deltas = max(1, int(fields["chunks"]))
+            if "interval_ms" in fields:
+                interval = float(fields["interval_ms"]) / 1000.0
+        options = self.options[prefix] = (latency, quota, deltas, interval)
+        return options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,7 +177,9 @@ class Upstream:
             self._count("404")
             await _respond(send, 404, _JSON_HEADERS, b'{"error":{"message":"not found"}}')
             return
-        latency, quota = self._parse_options(path[:cut].encode() if cut > 0 else b"")
+        latency, quota, deltas, interval = self._parse_options(
+            path[:cut].encode() if cut > 0 else b""
+        )
         headers: list[tuple[bytes, bytes]] = []
         if quota is not None:
             bucket = self.buckets.get(quota)
@@ -182,8 +208,10 @@ class Upstream:
         await send(
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
         )
-        events = self._chat_sse if chat else self._resp_sse
+        events = self._events(chat, deltas)
         for index, (head, tail) in enumerate(events):
+            if interval and index:
+                await asyncio.sleep(interval)
             prefix = b"data: " if chat else _event_prefix(index, len(events))
             await send(
                 {
@@ -255,7 +283,7 @@ def _chat_completion() -> dict[str, Any]:
     }
 
 
-def _chat_chunks() -> list[dict[str, Any]]:
+def _chat_chunks(words: list[str]) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {
             "id": "chatcmpl-@ID@",
@@ -266,12 +294,12 @@ def _chat_chunks() -> list[dict[str, Any]]:
         }
 
     chunks = [chunk({"role": "assistant", "content": ""}, None)]
-    chunks += [chunk({"content": word}, None) for word in _WORDS[:3]]
-    chunks.append(chunk({"content": "".join(_WORDS[3:])}, "stop"))
+    chunks += [chunk({"content": word}, None) for word in words[:-1]]
+    chunks.append(chunk({"content": words[-1]}, "stop"))
     return chunks
 
 
-def _response(status: str = "completed") -> dict[str, Any]:
+def _response(status: str = "completed", text: str = _TEXT) -> dict[str, Any]:
     return {
         "id": "resp_@ID@",
         "object": "response",
@@ -284,7 +312,7 @@ def _response(status: str = "completed") -> dict[str, Any]:
                 "id": "msg_1",
                 "status": "completed",
                 "role": "assistant",
-                "content": [{"type": "output_text", "text": _TEXT, "annotations": []}],
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
             }
         ]
         if status == "completed"
@@ -302,11 +330,11 @@ def _response(status: str = "completed") -> dict[str, Any]:
     }
 
 
-def _response_events() -> list[dict[str, Any]]:
+def _response_events(words: list[str], text: str) -> list[dict[str, Any]]:
     created = {"type": "response.created", "sequence_number": 0}
     created["response"] = _response("in_progress")
     events: list[dict[str, Any]] = [created]
-    for number, word in enumerate(_WORDS[:3], start=1):
+    for number, word in enumerate(words, start=1):
         events.append(
             {
                 "type": "response.output_text.delta",
@@ -318,8 +346,8 @@ def _response_events() -> list[dict[str, Any]]:
                 "logprobs": [],
             }
         )
-    completed: dict[str, Any] = {"type": "response.completed", "sequence_number": 4}
-    completed["response"] = _response()
+    completed: dict[str, Any] = {"type": "response.completed", "sequence_number": len(events)}
+    completed["response"] = _response(text=text)
     events.append(completed)
     for event in events[1:-1]:
         event["item_id"] = "msg_@ID@"

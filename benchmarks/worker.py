@@ -4,7 +4,7 @@ Each run gets its own process, pinned to the client core, so one variant's garba
 connection pools never bill another. The process prints one JSON object (the result) on its
 last stdout line. Kinds: ``load`` (closed-loop throughput/CPU/latency of one client variant),
 ``scheduler``, ``memory`` (see ``micro.py``), ``storm``, ``priority`` and ``hintless`` (see
-``openloop.py``), ``overhead`` (see ``overhead.py``).
+``openloop.py``), ``overhead`` (see ``overhead.py``), ``ws`` (see ``ws.py``).
 """
 
 from __future__ import annotations
@@ -124,6 +124,10 @@ def main() -> None:
         from . import overhead
 
         result = overhead.run(spec)
+    elif kind == "ws":
+        from . import ws
+
+        result = ws.run(spec)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print(json.dumps(result), flush=True)
