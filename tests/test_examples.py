@@ -37,6 +37,7 @@ def test_every_example_is_tested() -> None:
         "batch.py",
         "prometheus.py",
         "server_app.py",
+        "realtime_relay.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
@@ -99,3 +100,15 @@ def test_server_app() -> None:
     assert "summary: 'Simulated reply to: a long text'" in out
     assert "connections: total 1, active 0" in out
     assert "manager: 2 requests completed" in out
+
+
+def test_realtime_relay() -> None:
+    """Frames sent before the upstream was ready arrive after the relay's own update, in
+    order; the key reaches the upstream, the browser's token does not."""
+    out = run_example("realtime_relay.py")
+    assert "browser got the answer: 'Simulated reply to: Hi!'" in out
+    sent = out.split("the upstream received, in order:\n", 1)[1].splitlines()[:3]
+    assert ['"session.update"' in sent[0], '"conversation.item.create"' in sent[1]] == [True, True]
+    assert '"response.create"' in sent[2]
+    assert "the upstream saw the key: True" in out
+    assert "the upstream saw the token: False" in out
