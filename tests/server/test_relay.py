@@ -323,3 +323,24 @@ async def test_frames_sent_in_answer_to_session_created_are_not_held_against_the
     (session,) = sim.realtime_sessions
     texts = [json.loads(frame.text) for frame in session.frames if frame.text]
     assert texts == [append(i) for i in range(7)] + [{"type": "response.create"}]
+
+
+@pytest.mark.parametrize(("text", "code"), [("é" * 600, 1009), ("e" * 600, None)])
+async def test_the_frame_limit_counts_utf8_bytes(
+    sim: SimulatedProvider, text: str, code: int | None
+) -> None:
+    """max_message_bytes is in UTF-8 bytes: 600 'é' (1,200 bytes) is over 1,024 and closes
+    with 1009 and invalid_request; 600 ASCII letters pass."""
+    async with (
+        served(sim, relay=RelayConfig(max_message_bytes=1024)) as server,
+        relay(server) as ws,
+    ):
+        await ws.receive_text()  # session.created
+        await ws.send_text(json.dumps({"type": "conversation.item.create", "x": text}))
+        if code is None:
+            await ws.send_text(json.dumps({"type": "response.create"}))
+            assert (await events_until(ws, "response.done"))[-1]["type"] == "response.done"
+        else:
+            got, events = await closed(ws)
+            assert got == code
+            assert events[-1]["error"]["code"] == "invalid_request"

@@ -173,6 +173,7 @@ class RelaySession:
         self.sent_upstream = 0
         self.sent_client = 0
         self.usage = Usage()
+        self._send_lock = anyio.Lock()
 
     # -- for the runtime (drain) -------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class RelaySession:
                 return
             text, data = message.get("text"), message.get("bytes")
             frame: str | bytes = text if text is not None else (data or b"")
-            size = len(frame.encode()) if isinstance(frame, str) else len(frame)
+            size = _size(frame)
             if size > limit:
                 self._end(
                     1009,
@@ -422,11 +423,13 @@ class RelaySession:
                 await self._send_client(bytes(event.data))
 
     async def _send_client(self, frame: str | bytes) -> None:
+        # One sender at a time: upstream frames and the relay's own warning share the socket.
         with anyio.move_on_after(self._config.max_client_lag) as lag:
-            if isinstance(frame, str):
-                await self._ws.send_text(frame)
-            else:
-                await self._ws.send_bytes(frame)
+            async with self._send_lock:
+                if isinstance(frame, str):
+                    await self._ws.send_text(frame)
+                else:
+                    await self._ws.send_bytes(frame)
         if lag.cancelled_caught:
             self._end(
                 CLIENT_LAGGING,
@@ -437,6 +440,17 @@ class RelaySession:
             )
             await anyio.sleep_forever()  # cancelled by _end
         self.sent_client += 1
+
+
+def _size(frame: str | bytes) -> int:
+    """A frame's size in bytes.
+
+    UTF-8 is only encoded for non-ASCII text: ``isascii`` is O(1) in CPython, and a 15 MiB
+    base64 audio append is ASCII.
+    """
+    if isinstance(frame, bytes):
+        return len(frame)
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 def upstream_target(config: RelayConfig, lease: Lease, model: str) -> tuple[str, dict[str, str]]:
