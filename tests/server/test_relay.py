@@ -14,6 +14,7 @@ import pytest
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from pydantic import SecretStr
 
+from llmpool import PoolConfig
 from llmpool.server import RelayConfig
 from llmpool.testing import RealtimeFault, RealtimePlan, SimulatedProvider
 
@@ -344,3 +345,26 @@ async def test_the_frame_limit_counts_utf8_bytes(
             got, events = await closed(ws)
             assert got == code
             assert events[-1]["error"]["code"] == "invalid_request"
+
+
+async def test_more_than_a_hundred_sessions_relay_at_once(sim: SimulatedProvider) -> None:
+    """120 sessions open together all get their session.created: the relay's HTTP client
+    has no pool limit of its own (httpx's default of 100 held the 101st in its queue)."""
+    ready = []
+
+    async def one() -> None:
+        async with relay(server) as ws:
+            ready.append(json.loads(await ws.receive_text())["type"])
+            await done.wait()
+
+    done = anyio.Event()
+    pool = PoolConfig(max_concurrency=150, shutdown_grace=2.0)
+    async with (
+        served(sim, max_connections=150, pool=pool) as server,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(120):
+            tg.start_soon(one)
+        await eventually(lambda: len(ready) == 120, within=20)
+        done.set()
+    assert ready == ["session.created"] * 120

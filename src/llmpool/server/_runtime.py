@@ -167,7 +167,12 @@ class Runtime:
     def relay_http(self) -> httpx.AsyncClient:
         """The HTTP client the relay opens upstream sockets with (one per app, lazily)."""
         if self._relay_http is None:
-            self._relay_http = httpx.AsyncClient(timeout=self.config.relay.connect_timeout)
+            # Each relay session holds one connection for its life: no pool limit of httpx's
+            # own (100 by default) below max_connections, which bounds the sessions.
+            self._relay_http = httpx.AsyncClient(
+                timeout=self.config.relay.connect_timeout,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            )
         return self._relay_http
 
     async def aclose(self) -> None:
