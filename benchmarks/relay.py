@@ -175,7 +175,9 @@ async def _window(
     if relay0 is not None and relay1 is not None:
         cpu = relay1["cpu"] - relay0["cpu"]
         window.update(cpu_seconds=cpu, us_per_frame=cpu * 1e6 / max(frames, 1))
+        window["cpu_share"] = cpu / wall  # of its core: 1.0 is saturated
         window["rss"] = relay1["rss"]
+        window["preempted_per_s"] = (relay1["preempted"] - relay0["preempted"]) / wall
     window["_rtts"] = rtts  # pooled over rounds, then dropped (not in the results)
     return window
 
@@ -257,6 +259,16 @@ def _summary(runs: list[dict[str, Any]], pooled: dict[str, list[float]]) -> dict
                 )
             },
             "core_share": {k: median_interval(per_round("core_share", k)) for k in VARIANTS},
+            "relay_share": {k: median_interval(per_round("cpu_share", k)) for k in RELAYS},
+            "preempted_per_s": {
+                k: median_interval(per_round("preempted_per_s", k)) for k in RELAYS
+            },
+        },
+        "delivered": {  # echoes received in the window per frame sent in it
+            k: median_interval(
+                [r["variants"][k]["received"] / r["variants"][k]["sent"] for r in runs]
+            )
+            for k in VARIANTS
         },
         "latency": {
             "rtt_ms": rtt,

@@ -200,18 +200,24 @@ def section(relay: dict[str, Any]) -> list[str]:
         out += [
             f"### {load['sessions']} sessions x {load['rate']} frames/s",
             "",
-            "| variant | µs CPU per relayed frame | round trip p50 | p95 | p99 | max | "
-            "added p99 per round, paired | core of upstream + load generator |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| variant | µs CPU per relayed frame | relay's core busy | preempted /s | "
+            "round trip p50 | p95 | p99 | max | added p99 per round, paired | "
+            "echoes per frame sent | upstream + load generator's core busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for kind in relay["variants"]:
             r = lat["rtt_ms"][kind]
             per = cpu["us_per_frame"].get(kind)
             added = lat["round_added_p99_ms"].get(kind)
+            busy = cpu.get("relay_share", {}).get(kind)
+            preempted = cpu.get("preempted_per_s", {}).get(kind)
             out.append(
-                f"| {kind} | {'-' if per is None else _iv(per)} | {r['p50']:.2f} | "
-                f"{r['p95']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | "
+                f"| {kind} | {'-' if per is None else _iv(per)} | "
+                f"{'-' if busy is None else format(busy['median'], '.0%')} | "
+                f"{'-' if preempted is None else format(preempted['median'], '.0f')} | "
+                f"{r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | "
                 f"{'-' if added is None else _ms(added)} | "
+                f"{load['delivered'][kind]['median']:.3f} | "
                 f"{cpu['core_share'][kind]['median']:.0%} |"
             )
         out += [

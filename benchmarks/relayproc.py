@@ -1,9 +1,10 @@
 """The processes of the ``relay`` scenario: a fast Realtime upstream, and the measured relays.
 
 ``python -m benchmarks.relayproc KIND [UPSTREAM_URL] [--cpu N]`` prints ``{"ready": port}``,
-then answers ``{"cpu": time.process_time(), "rss": VmRSS bytes}`` for each JSON line on stdin
-(``wsproc.control_loop``, from a thread that costs nothing while it waits). Every kind runs on
-plain asyncio, no uvloop, as ``llmpool.server.serve`` runs.
+then answers ``{"cpu": time.process_time(), "rss": VmRSS bytes, "preempted": N}`` for each
+line on stdin, from a thread that costs nothing while it waits (``preempted``: the times the
+event loop's thread was descheduled while runnable, so a window can say whether the core
+was its own). Every kind runs on plain asyncio, no uvloop, as ``llmpool.server.serve`` runs.
 
 Kinds:
 
@@ -35,10 +36,11 @@ import random
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .wsproc import PING_INTERVAL, control_loop
+from .wsproc import PING_INTERVAL, rss_bytes
 
 MODEL = "bench-realtime"
 FUZZ_MODEL = "fuzz"
@@ -215,6 +217,21 @@ async def serve_llmpool(upstream_url: str, ready: Callable[[int], None]) -> None
     app = create_app(config)
     async with anyio.create_task_group() as tg:
         ready(await tg.start(serve, app))
+
+
+def preemptions() -> int:
+    """Times the event loop's thread was preempted (``nonvoluntary_ctxt_switches``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
+def control_loop(reply: Callable[[dict[str, Any]], None]) -> None:
+    """Answer the control pipe until it closes: CPU, RSS, preemptions of the loop's thread."""
+    for _ in sys.stdin:
+        reply({"cpu": time.process_time(), "rss": rss_bytes(), "preempted": preemptions()})
 
 
 def main(argv: list[str] | None = None) -> None:
