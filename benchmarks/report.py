@@ -312,7 +312,9 @@ make bench                                  # installs the bench extra + LiteLLM
 .venv/bin/python -m benchmarks --scenario storm --duration 20
 .venv/bin/python -m benchmarks --scenario overhead --alternations 60   # narrower intervals
 .venv/bin/python -m benchmarks.sampler responses stream   # where llmpool's CPU goes, in situ
-.venv/bin/python -m benchmarks --from-results benchmarks/results/full.json   # re-render docs
+.venv/bin/python -m benchmarks --quick --scenario relay --output benchmarks/results/relay.json
+.venv/bin/python -m benchmarks --from-results benchmarks/results/full.json \
+    benchmarks/results/ws.json benchmarks/results/relay.json    # re-render docs (this page)
 ```
 
 `make bench` installs `.[bench]` (matplotlib, uvloop, httptools, pyinstrument), then LiteLLM:
