@@ -12,9 +12,10 @@ and reports its own ``time.process_time()`` and RSS over its control pipe.
    ``event_id`` and its send time ``t``. ``direct``: the load generator talks to the
    upstream itself; ``floor`` and ``llmpool`` relay. After ``warm`` s, a window of
    ``seconds`` s: the relay's CPU over it divided by the frames it relayed (client frames
-   sent plus echoes received, both directions), and each echo's round trip (send to
-   receipt, ms). Added latency = p99(relay) - p99(direct), paired per round; medians over
-   rounds with distribution-free 95 % intervals (``design.median_interval``).
+   that reached the upstream plus echoes that reached the client), and each echo's round
+   trip (send to receipt, ms). Added latency = p99(relay) - p99(direct), paired per
+   round; medians over rounds with distribution-free 95 % intervals
+   (``design.median_interval``).
 2. Gate fuzz. ``fuzz_sessions`` sessions through llmpool (``fuzz_concurrency`` at a time),
    each sending 0-``fuzz_early`` frames at once after connecting, then, after
    ``session.created`` (which the upstream delays by 0-50 ms), 0-``fuzz_after`` more and a
@@ -145,6 +146,8 @@ async def _window(
     wall = time.perf_counter() - t0
     own1, sent1, received1 = time.process_time(), counts["sent"], counts["received"]
     relay1, up1 = await _stats(relay, upstream)
+    assert up0 is not None
+    assert up1 is not None
     flags["stopping"] = True
     await asyncio.gather(*senders)
     drain_to[0] = counts["sent"]
@@ -154,13 +157,14 @@ async def _window(
         await asyncio.wait_for(drained.wait(), 10)
     await asyncio.gather(*(ws.close() for ws in socks))
     await asyncio.gather(*receivers)
-    frames = (sent1 - sent0) + (received1 - received0)
-    assert up0 is not None
-    assert up1 is not None
+    # relayed: the client frames that reached the upstream, and the echoes that reached the
+    # client, both within the window (a saturated relay has more sent than it forwarded)
+    frames = (up1["frames"] - up0["frames"]) + (received1 - received0)
     window: dict[str, Any] = {
         "seconds": wall,
         "sent": sent1 - sent0,
         "received": received1 - received0,
+        "upstream_received": up1["frames"] - up0["frames"],
         "frames": frames,
         "lost": counts["sent"] - counts["received"],
         "rtt_ms": percentiles(rtts),

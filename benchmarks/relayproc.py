@@ -4,7 +4,8 @@
 then answers ``{"cpu": time.process_time(), "rss": VmRSS bytes, "preempted": N}`` for each
 line on stdin, from a thread that costs nothing while it waits (``preempted``: the times the
 event loop's thread was descheduled while runnable, so a window can say whether the core
-was its own). Every kind runs on plain asyncio, no uvloop, as ``llmpool.server.serve`` runs.
+was its own; ``frames``: the upstream's count of client frames received). Every kind runs
+on plain asyncio, no uvloop, as ``llmpool.server.serve`` runs.
 
 Kinds:
 
@@ -46,6 +47,7 @@ MODEL = "bench-realtime"
 FUZZ_MODEL = "fuzz"
 FUZZ_DELAY_MS = 50.0
 RELAY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # RelayConfig's default max_message_bytes
+COUNTS = {"frames": 0}  # the upstream's: client frames received by its echo sessions
 
 
 def _created(model: str) -> str:
@@ -64,6 +66,7 @@ async def serve_upstream(ready: Callable[[int], None], seed: int = 0) -> None:
     async def echo(ws: ServerConnection) -> None:
         await ws.send(created)
         async for message in ws:
+            COUNTS["frames"] += 1
             event = json.loads(message)
             if "t" in event:
                 answer = {"type": "bench.echo", "event_id": event["event_id"], "t": event["t"]}
@@ -231,7 +234,8 @@ def preemptions() -> int:
 def control_loop(reply: Callable[[dict[str, Any]], None]) -> None:
     """Answer the control pipe until it closes: CPU, RSS, preemptions of the loop's thread."""
     for _ in sys.stdin:
-        reply({"cpu": time.process_time(), "rss": rss_bytes(), "preempted": preemptions()})
+        stats = {"cpu": time.process_time(), "rss": rss_bytes(), "preempted": preemptions()}
+        reply({**stats, "frames": COUNTS["frames"]})
 
 
 def main(argv: list[str] | None = None) -> None:
