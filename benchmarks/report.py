@@ -3,8 +3,8 @@
 ``evaluate`` checks the issue's targets; ``validate`` checks a document is well formed (what
 ``--smoke`` asserts: never timing); ``markdown`` renders the page; ``chart`` draws
 throughput and CPU per request per client (matplotlib, from the ``bench`` extra). The
-``overhead`` and ``ws`` scenarios' parts of each are in ``overhead_report.py`` and
-``ws_report.py``.
+``overhead``, ``ws`` and ``relay`` scenarios' parts of each are in ``overhead_report.py``,
+``ws_report.py`` and ``relay_report.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import overhead_report, ws_report
+from . import overhead_report, relay_report, ws_report
 
 NOTES = Path(__file__).with_name("NOTES.md")
 """Hand-written findings (profiles, fixes) inserted into the generated page."""
@@ -171,6 +171,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ws = scenarios.get("ws")
     if ws is not None:
         rows += ws_report.targets(ws)
+    relay = scenarios.get("relay")
+    if relay is not None:
+        rows += relay_report.targets(relay)
     return rows
 
 
@@ -229,6 +232,9 @@ def validate(doc: dict[str, Any]) -> list[str]:
     ws = scenarios.get("ws")
     if ws is not None:
         problems += ws_report.problems(ws)
+    relay = scenarios.get("relay")
+    if relay is not None:
+        problems += relay_report.problems(relay)
     prio = scenarios.get("priority")
     if prio is not None:
         for name, c in prio["by_class"].items():
@@ -293,6 +299,8 @@ def markdown(doc: dict[str, Any], *, results_path: str, chart_path: str | None) 
     out += _micro_sections(scenarios)
     if "ws" in scenarios:
         out += ws_report.section(scenarios["ws"])
+    if "relay" in scenarios:
+        out += relay_report.section(scenarios["relay"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -304,7 +312,9 @@ make bench                                  # installs the bench extra + LiteLLM
 .venv/bin/python -m benchmarks --scenario storm --duration 20
 .venv/bin/python -m benchmarks --scenario overhead --alternations 60   # narrower intervals
 .venv/bin/python -m benchmarks.sampler responses stream   # where llmpool's CPU goes, in situ
-.venv/bin/python -m benchmarks --from-results benchmarks/results/full.json   # re-render docs
+.venv/bin/python -m benchmarks --quick --scenario relay --output benchmarks/results/relay.json
+.venv/bin/python -m benchmarks --from-results benchmarks/results/full.json \
+    benchmarks/results/ws.json benchmarks/results/relay.json    # re-render docs (this page)
 ```
 
 `make bench` installs `.[bench]` (matplotlib, uvloop, httptools, pyinstrument), then LiteLLM:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import ws_report
+from . import relay_report, ws_report
 from .clients import VARIANTS, litellm_available
 from .design import balanced_order
 
@@ -37,6 +37,7 @@ SCENARIOS = (
     "hintless",
     "priority",
     "ws",
+    "relay",
 )
 """Scenario names, in run order (``--scenario NAME`` picks some)."""
 
@@ -74,6 +75,16 @@ class Settings:
     ws_interval_ms: int = 20  # ... then one every 20 ms
     ws_idle: int = 1000  # idle sockets, each on its own session (RSS)
     ws_litellm: bool = True
+    relay_loads: tuple[tuple[int, int], ...] = ((20, 50), (100, 50))  # (sessions, frames/s)
+    relay_audio_bytes: int = 960  # 20 ms of 24 kHz 16-bit mono audio per append
+    relay_rounds: int = 15  # interleaved rounds (each: every load, every variant)
+    relay_seconds: float = 3.0  # a steady window
+    relay_warm: float = 0.5  # seconds at the rate before the window opens
+    relay_fuzz_sessions: int = 10_000  # readiness-gate fuzz sessions through llmpool
+    relay_fuzz_concurrency: int = 50
+    relay_fuzz_early: int = 64  # frames sent before session.created, at most
+    relay_fuzz_after: int = 8  # frames sent after it, at most
+    relay_fuzz_direct: int = 200  # the control: the same sessions, direct to the upstream
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:
@@ -107,6 +118,12 @@ class Settings:
                 ws_interval_ms=0,
                 ws_idle=20,
                 ws_litellm=False,
+                relay_loads=((4, 20),),
+                relay_rounds=1,
+                relay_seconds=0.3,
+                relay_warm=0.1,
+                relay_fuzz_sessions=30,
+                relay_fuzz_direct=10,
             )
         if mode == "quick":
             return cls(
@@ -126,6 +143,8 @@ class Settings:
                 overhead_batch_seconds=0.08,
                 ws_repeats=9,  # the fewest with a 95 % interval narrower than the range
                 ws_rounds=10,
+                relay_rounds=9,
+                relay_seconds=2.0,
             )
         return cls(
             mode="full",
@@ -335,6 +354,32 @@ def run_ws(
     return result
 
 
+def run_relay(
+    settings: Settings, load_cpu: int | None, measured_cpu: int | None, log: Any
+) -> dict[str, Any]:
+    """The realtime relay against direct sessions and a bare relay (``relay.py``)."""
+    result = measure(
+        {
+            "kind": "relay",
+            "loads": [list(load) for load in settings.relay_loads],
+            "audio_bytes": settings.relay_audio_bytes,
+            "rounds": settings.relay_rounds,
+            "seconds": settings.relay_seconds,
+            "warm": settings.relay_warm,
+            "fuzz_sessions": settings.relay_fuzz_sessions,
+            "fuzz_concurrency": settings.relay_fuzz_concurrency,
+            "fuzz_early": settings.relay_fuzz_early,
+            "fuzz_after": settings.relay_fuzz_after,
+            "fuzz_direct": settings.relay_fuzz_direct,
+            "cpu": load_cpu,  # the load generator shares the upstream's core
+            "measured_cpu": measured_cpu,  # each relay alone on the other
+        }
+    )
+    for line in relay_report.summary(result):
+        log("  " + line)
+    return result
+
+
 def run_all(settings: Settings, scenarios: tuple[str, ...], log: Any = print) -> dict[str, Any]:
     """Run ``scenarios`` with ``settings``; returns the results document (see ``report.py``)."""
     server_cpu, client_cpu = cores()
@@ -425,6 +470,8 @@ def _run_one(
         return {"runs": runs}
     if name == "ws":
         return run_ws(settings, root, cores()[0], client_cpu, log)
+    if name == "relay":
+        return run_relay(settings, cores()[0], client_cpu, log)
     if name == "priority":
         return measure(
             {

@@ -4,7 +4,8 @@ Each run gets its own process, pinned to the client core, so one variant's garba
 connection pools never bill another. The process prints one JSON object (the result) on its
 last stdout line. Kinds: ``load`` (closed-loop throughput/CPU/latency of one client variant),
 ``scheduler``, ``memory`` (see ``micro.py``), ``storm``, ``priority`` and ``hintless`` (see
-``openloop.py``), ``overhead`` (see ``overhead.py``), ``ws`` (see ``ws.py``).
+``openloop.py``), ``overhead`` (see ``overhead.py``), ``ws`` (see ``ws.py``), ``relay``
+(see ``relay.py``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ def main() -> None:
         from . import ws
 
         result = ws.run(spec)
+    elif kind == "relay":
+        from . import relay
+
+        result = relay.run(spec)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print(json.dumps(result), flush=True)

@@ -48,8 +48,10 @@ T = TypeVar("T")
 class Proc:
     """A measured process and its control pipe (one JSON line each way)."""
 
-    def __init__(self, kind: str, base_url: str, cpu: int | None) -> None:
-        command = [sys.executable, "-m", "benchmarks.wsproc", kind, base_url]
+    def __init__(
+        self, kind: str, base_url: str, cpu: int | None, module: str = "benchmarks.wsproc"
+    ) -> None:
+        command = [sys.executable, "-m", module, kind, base_url]
         if cpu is not None:
             command += ["--cpu", str(cpu)]
         self.kind = kind
