@@ -7,6 +7,8 @@ import json
 import httpx
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmpool import (
     ManagerClosedError,
@@ -125,3 +127,26 @@ def test_failures_map_to_stable_codes(
 def test_a_bug_does_not_leak_its_message() -> None:
     """internal_error tells the client to look in the server's log, not the exception."""
     assert "secret" not in describe(RuntimeError("secret detail")).message
+
+
+@given(content=st.text(), model=st.one_of(st.none(), st.text()), seq=st.integers(0, 2**40))
+def test_the_fast_chunk_frame_is_the_same_json_as_the_general_one(
+    content: str, model: str | None, seq: int
+) -> None:
+    """The hot path builds a text delta's frame without a dict: same text, byte for byte,
+    as json.dumps of the documented object (escapes, non-ASCII, null model)."""
+    expected = json.dumps(
+        {
+            "type": "chunk",
+            "seq": seq,
+            "turn_id": "turn_0",
+            "content": content,
+            "finish_reason": None,
+            "model": model,
+            "usage": None,
+            "tools_used": [],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    assert chunk_frame(seq, "turn_0", content, model) == expected
