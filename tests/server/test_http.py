@@ -26,6 +26,7 @@ async def test_index_health_and_connect_when_there_is_room(sim: SimulatedProvide
         ready = await server.http.get("/readyz")
         metrics = (await server.http.get("/metrics.json")).json()
     assert index["endpoints"]["chat"] == "/ws/chat/{session_id}"
+    assert index["endpoints"]["realtime"] == "/v1/realtime?model={model}"
     assert index["status"] == "serving"
     assert health["status"] == "healthy"
     assert health["server_info"] == {

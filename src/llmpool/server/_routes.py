@@ -42,6 +42,7 @@ class Routes:
                 "api": runtime.config.api,
                 "endpoints": {
                     "chat": "/ws/chat/{session_id}",
+                    "realtime": "/v1/realtime?model={model}",
                     "health": "/health",
                     "livez": "/livez",
                     "readyz": "/readyz",
