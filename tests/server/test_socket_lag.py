@@ -19,8 +19,9 @@ import pytest
 from llmpool import ConnectionManager
 from llmpool.server import CloseCode, ErrorCode, ServerConfig
 from llmpool.server._protocol import chunk_frame
+from llmpool.server._relay import relay_endpoint
 from llmpool.server._runtime import Runtime
-from llmpool.server._socket import ChatSocket
+from llmpool.server._socket import ChatSocket, chat_endpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -135,3 +136,30 @@ async def test_a_close_waits_for_the_frames_already_due(peer: Peer) -> None:
     assert peer.sent[-1]["error"] == "server_shutting_down"
     assert peer.closed == 1012
     assert sock.close_code == 1012
+
+
+class VanishingPeer:
+    """A client gone before its handshake is answered: accept raises."""
+
+    headers: dict[str, str] = {}  # noqa: RUF012  # read-only
+    scope: dict[str, Any] = {"subprotocols": []}  # noqa: RUF012
+    query_params: dict[str, str] = {"model": "m"}  # noqa: RUF012
+    path_params: dict[str, str] = {"session_id": "s"}  # noqa: RUF012
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        raise OSError("the client left")
+
+
+@pytest.mark.parametrize("route", ["chat", "relay"])
+async def test_a_failed_accept_frees_the_connection_slot(route: str) -> None:
+    """The slot taken at admission is given back when accept itself fails (the client
+    vanished during its handshake), on both routes."""
+    rt = runtime()
+    endpoint = chat_endpoint if route == "chat" else relay_endpoint
+    async with anyio.create_task_group() as tg:
+        rt.start(tg)
+        with pytest.raises(OSError, match="the client left"):
+            await endpoint(rt, VanishingPeer())  # type: ignore[arg-type]
+    assert rt.metrics.active == 0
+    assert rt.metrics.total == 1
+    assert not rt.sockets

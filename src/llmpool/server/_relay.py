@@ -121,13 +121,13 @@ async def relay_endpoint(runtime: Runtime, ws: WebSocket) -> None:
         log_event("reject", connection_id=connection_id, reason="at_capacity", route="relay")
         await _refuse(ws, protocol, 1013, RelayCode.SERVER_AT_CAPACITY, "the relay is at capacity")
         return
-    await ws.accept(subprotocol=protocol)
     relay = RelaySession(runtime, ws, model, connection_id, session_id)
     runtime.sockets.add(relay)
-    log_event(
-        "connect", connection_id=connection_id, session=session_hash(session_id), route="relay"
-    )
-    try:
+    try:  # from here the slot is freed whatever happens, a failed accept included
+        await ws.accept(subprotocol=protocol)
+        log_event(
+            "connect", connection_id=connection_id, session=session_hash(session_id), route="relay"
+        )
         await relay.run(view)
     finally:
         runtime.sockets.discard(relay)
