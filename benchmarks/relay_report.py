@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .ws_report import chunk_verdict
+from .ws_report import chunk_verdict, source_lines
 
 FRAME_TARGET_US = 50.0
 """The relay process's CPU per relayed frame (both directions), at most."""
@@ -166,16 +166,7 @@ def section(relay: dict[str, Any]) -> list[str]:
     """The docs page's section on the ``relay`` scenario."""
     p = relay["params"]
     out = ["## The realtime relay (`/v1/realtime`)", ""]
-    source = relay.get("source")
-    if source is not None:
-        load = ", ".join(f"{x:.2f}" for x in source["loadavg_before"])
-        after = ", ".join(f"{x:.2f}" for x in source.get("loadavg_after") or ())
-        out += [
-            f"From `{source['results']}`: a separate {source['mode']} run, "
-            f"{source['date_utc']} on llmpool `{source['git']}`, load average {load} before "
-            f"and {after} after.",
-            "",
-        ]
+    out += source_lines(relay.get("source"))
     out += [
         f"Each relay runs alone on core {p.get('measured_cpu')}; the upstream (a minimal "
         "Realtime endpoint on the `websockets` library's asyncio server: `session.created` at "

@@ -34,14 +34,13 @@ import contextlib
 import json
 import os
 import random
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .wsproc import PING_INTERVAL, rss_bytes
+from .wsproc import rss_bytes, serve_uvicorn
 
 MODEL = "bench-realtime"
 FUZZ_MODEL = "fuzz"
@@ -180,27 +179,7 @@ def floor_app(upstream_url: str) -> Any:
 
 
 async def serve_floor(upstream_url: str, ready: Callable[[int], None]) -> None:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            floor_app(upstream_url),
-            ws="websockets-sansio",
-            ws_max_size=RELAY_MAX_MESSAGE_BYTES,
-            ws_ping_interval=PING_INTERVAL,
-            ws_ping_timeout=PING_INTERVAL,
-            ws_per_message_deflate=False,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-        )
-    )
-    ready(sock.getsockname()[1])
-    await server.serve(sockets=[sock])
+    await serve_uvicorn(floor_app(upstream_url), RELAY_MAX_MESSAGE_BYTES, ready)
 
 
 async def serve_llmpool(upstream_url: str, ready: Callable[[int], None]) -> None:

@@ -189,20 +189,25 @@ def problems(ws: dict[str, Any]) -> list[str]:
     return out
 
 
+def source_lines(source: dict[str, Any] | None) -> list[str]:
+    """Where a merged scenario's results came from (``--from-results``), or nothing."""
+    if source is None:
+        return []
+    load = ", ".join(f"{x:.2f}" for x in source["loadavg_before"])
+    after = ", ".join(f"{x:.2f}" for x in source.get("loadavg_after") or ())
+    return [
+        f"From `{source['results']}`: a separate {source['mode']} run, "
+        f"{source['date_utc']} on llmpool `{source['git']}`, load average {load} before "
+        f"and {after} after.",
+        "",
+    ]
+
+
 def section(ws: dict[str, Any]) -> list[str]:
     """The docs page's section on the ``ws`` scenario."""
     p, cpu, lat = ws["params"], ws["cpu"], ws["latency"]
     out = ["## llmpool.server over WebSocket", ""]
-    source = ws.get("source")
-    if source is not None:
-        load = ", ".join(f"{x:.2f}" for x in source["loadavg_before"])
-        after = ", ".join(f"{x:.2f}" for x in source.get("loadavg_after") or ())
-        out += [
-            f"From `{source['results']}`: a separate {source['mode']} run, "
-            f"{source['date_utc']} on llmpool `{source['git']}`, load average {load} before "
-            f"and {after} after.",
-            "",
-        ]
+    out += source_lines(ws.get("source"))
     out += [
         f"Each measured process runs alone on core {p.get('measured_cpu')}; the benchmark "
         f"upstream (`/chunks={p['chunks']}/v1`: Responses streams of {p['chunks']} text "

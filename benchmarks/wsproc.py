@@ -170,18 +170,19 @@ def floor_app(base_url: str) -> Any:
     )
 
 
-async def serve_floor(base_url: str, ready: Callable[[int], None]) -> None:
+async def serve_uvicorn(app: Any, max_size: int, ready: Callable[[int], None]) -> None:
+    """Serve a bare relay ``app`` under uvicorn with ``llmpool.server.serve``'s settings
+    (sans-I/O ``websockets``, no per-message deflate, no access log) on a free port."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
+    from llmpool.server._serve import bind
+
+    sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(
-            floor_app(base_url),
+            app,
             ws="websockets-sansio",
-            ws_max_size=4 * MAX_MESSAGE_BYTES,
+            ws_max_size=max_size,
             ws_ping_interval=PING_INTERVAL,
             ws_ping_timeout=PING_INTERVAL,
             ws_per_message_deflate=False,
@@ -192,6 +193,10 @@ async def serve_floor(base_url: str, ready: Callable[[int], None]) -> None:
     )
     ready(sock.getsockname()[1])
     await server.serve(sockets=[sock])
+
+
+async def serve_floor(base_url: str, ready: Callable[[int], None]) -> None:
+    await serve_uvicorn(floor_app(base_url), 4 * MAX_MESSAGE_BYTES, ready)
 
 
 async def serve_llmpool(base_url: str, ready: Callable[[int], None]) -> None:
