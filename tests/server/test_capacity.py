@@ -122,7 +122,7 @@ async def test_a_thousand_connect_disconnect_cycles_leave_active_at_zero(
     assert "llmpool_server_session_duration_seconds_count 1000.0" in prometheus
 
 
-async def test_a_stop_frees_the_connection_slot_for_the_next_client(
+async def test_a_client_that_leaves_frees_its_slot_for_the_next_one(
     sim: SimulatedProvider,
 ) -> None:
     """At capacity, a client that leaves frees its slot at once for the next one."""

@@ -239,9 +239,11 @@ async def test_a_session_holds_one_lease_and_settles_its_usage(sim: SimulatedPro
             assert manager.stats().active_connections == 1
         await eventually(lambda: manager.stats().active_connections == 0)
         metrics = (await server.http.get("/metrics")).text
-    total = done["response"]["usage"]["total_tokens"]
-    assert total > 0
-    assert "llmpool_tokens_total" in metrics
+    usage = done["response"]["usage"]
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
+    tokens = f'llmpool_tokens_total{{model="{MODEL}",type='
+    assert f'{tokens}"input"}} {float(usage["input_tokens"])}' in metrics
+    assert f'{tokens}"output"}} {float(usage["output_tokens"])}' in metrics
 
 
 async def test_a_session_ends_at_its_limit_after_a_warning(sim: SimulatedProvider) -> None:
