@@ -23,7 +23,6 @@ asyncio and trio alike; the openai SDK's realtime client is asyncio-only).
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import math
 from typing import Any
@@ -44,6 +43,7 @@ from llmpool import (
     Priority,
 )
 
+from ._auth import bearer, from_subprotocols, token_matches
 from ._config import RelayConfig
 from ._logs import log_event, session_hash
 from ._protocol import CloseCode, ErrorCode
@@ -56,33 +56,16 @@ from ._relay_events import (
 )
 from ._relay_gate import Gate, GateOverflowError
 from ._runtime import Lifecycle, Runtime
+from ._socket import send_final
 
 __all__ = ["RelaySession", "relay_endpoint"]
-
-_KEY_PROTOCOL = "openai-insecure-api-key."
-
-
-def _offered_token(ws: WebSocket) -> str | None:
-    """The server token a client offers: a Bearer header, or (browsers) the key subprotocol."""
-    header = ws.headers.get("authorization")
-    if header is not None:
-        scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
-    for protocol in ws.scope.get("subprotocols") or []:
-        if protocol.startswith(_KEY_PROTOCOL):
-            return str(protocol[len(_KEY_PROTOCOL) :])
-    return None
 
 
 async def _refuse(
     ws: WebSocket, protocol: str | None, code: int, error: RelayCode, text: str
 ) -> None:
     await ws.accept(subprotocol=protocol)
-    try:
-        await ws.send_text(relay_error(error, text))
-        await ws.close(code, text[:120])
-    except Exception:  # the client left first
-        return
+    await send_final(ws, code, relay_error(error, text), text)
 
 
 async def relay_endpoint(runtime: Runtime, ws: WebSocket) -> None:
@@ -96,16 +79,14 @@ async def relay_endpoint(runtime: Runtime, ws: WebSocket) -> None:
         metrics.refused("draining")
         await _refuse(ws, protocol, 1012, RelayCode.SERVER_SHUTTING_DOWN, "the relay is restarting")
         return
-    token = config.token
-    if token is not None:
-        given = _offered_token(ws)
-        if given is None or not hmac.compare_digest(
-            given.encode(), token.get_secret_value().encode()
-        ):
-            metrics.refused("unauthorized")
-            log_event("reject", connection_id=connection_id, reason="unauthorized", route="relay")
-            await _refuse(ws, protocol, 1008, RelayCode.UNAUTHORIZED, "a valid token is required")
-            return
+    offered_token = bearer(ws.headers)
+    if offered_token is None:  # a browser: the key subprotocol carries the server's token
+        offered_token = from_subprotocols(offered)
+    if not token_matches(config.token, offered_token):
+        metrics.refused("unauthorized")
+        log_event("reject", connection_id=connection_id, reason="unauthorized", route="relay")
+        await _refuse(ws, protocol, 1008, RelayCode.UNAUTHORIZED, "a valid token is required")
+        return
     model = ws.query_params.get("model")
     session_id = ws.query_params.get("session_id") or f"relay-{connection_id}"
     try:

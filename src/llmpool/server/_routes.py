@@ -8,7 +8,6 @@ Prometheus scrape them without credentials; put them behind the network policy y
 
 from __future__ import annotations
 
-import hmac
 import math
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 import llmpool
 
+from ._auth import bearer, token_matches
 from ._runtime import Lifecycle, Runtime
 
 __all__ = ["Routes"]
@@ -139,13 +139,7 @@ class Routes:
         )
 
     def _check_token(self, request: Request) -> Response | None:
-        token = self._runtime.config.token
-        if token is None:
-            return None
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), token.get_secret_value().encode()
-        ):
+        if token_matches(self._runtime.config.token, bearer(request.headers)):
             return None
         return JSONResponse(
             {"error": "unauthorized"},

@@ -14,7 +14,6 @@ frame: a ``resume`` sets it to ``last_seq``, any other frame to the session's cu
 
 from __future__ import annotations
 
-import hmac
 import math
 from collections import deque
 from typing import Final
@@ -25,6 +24,7 @@ from starlette.websockets import WebSocket
 
 from llmpool import InvalidSessionIdError, ManagerView, Priority
 
+from ._auth import bearer, token_matches
 from ._logs import log_event, logger, session_hash
 from ._protocol import (
     AuthFrame,
@@ -42,24 +42,17 @@ from ._protocol import (
 from ._runtime import Lifecycle, Runtime
 from ._session import Session, SessionLimitError
 
-__all__ = ["ChatSocket", "chat_endpoint"]
+__all__ = ["ChatSocket", "chat_endpoint", "send_final"]
 
 _MAX_REPLIES: Final = 64
 """Replies waiting for one socket, count; more: the client does not read (close 1008)."""
 
 
-async def _send_final(
-    ws: WebSocket,
-    code: CloseCode,
-    error: ErrorCode,
-    message: str,
-    *,
-    retry_after_ms: int | None = None,
-) -> bool:
-    """Send one error frame (outside any session: seq 0) and close; False if the peer left."""
+async def send_final(ws: WebSocket, code: int, frame: str, reason: str) -> bool:
+    """Send one last frame and close with ``code``; ``False`` if the peer left first."""
     try:
-        await ws.send_text(error_frame(0, None, error, message, retry_after_ms=retry_after_ms))
-        await ws.close(code, message[:120])
+        await ws.send_text(frame)
+        await ws.close(code, reason[:120])
     except Exception:  # the peer left first: nothing to tell it
         return False
     return True
@@ -75,15 +68,8 @@ async def _refuse(
 ) -> None:
     """Accept (browsers cannot read a refused handshake's status), tell why, close."""
     await ws.accept()
-    await _send_final(ws, code, error, message, retry_after_ms=retry_after_ms)
-
-
-def _bearer(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
+    frame = error_frame(0, None, error, message, retry_after_ms=retry_after_ms)
+    await send_final(ws, code, frame, message)
 
 
 async def chat_endpoint(runtime: Runtime, ws: WebSocket) -> None:
@@ -241,15 +227,14 @@ class ChatSocket:
 
     async def _final(self, code: CloseCode, error: ErrorCode, message: str) -> None:
         """Send one error and close (before the sender runs)."""
-        if await _send_final(self._ws, code, error, message):
+        if await send_final(self._ws, code, error_frame(0, None, error, message), message):
             self.close_code = code
 
     async def _authenticate(self) -> bool:
         token = self._config.token
         if token is None:
             return True
-        expected = token.get_secret_value()
-        offered = _bearer(self._ws)
+        offered = bearer(self._ws.headers)
         if offered is None:  # a browser: the first frame must be {"type": "auth", ...}
             with anyio.move_on_after(self._config.auth_timeout):
                 message = await self._ws.receive()
@@ -262,7 +247,7 @@ class ChatSocket:
                     frame = None
                 if isinstance(frame, AuthFrame):
                     offered = frame.token
-        if offered is not None and hmac.compare_digest(offered.encode(), expected.encode()):
+        if token_matches(token, offered):
             return True
         self._runtime.metrics.refused("unauthorized")
         log_event("reject", connection_id=self.connection_id, reason="unauthorized")
