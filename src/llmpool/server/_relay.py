@@ -40,7 +40,6 @@ from llmpool import (
     LLMPoolError,
     ManagerClosedError,
     ManagerView,
-    Priority,
 )
 
 from ._auth import bearer, from_subprotocols, token_matches
@@ -92,8 +91,7 @@ async def relay_endpoint(runtime: Runtime, ws: WebSocket) -> None:
     try:
         if not model:
             raise ValueError("the model query parameter is required: /v1/realtime?model=...")
-        priority = Priority.parse(ws.query_params.get("priority", config.default_priority))
-        view = runtime.manager.with_options(priority=priority, session_id=session_id)
+        view = runtime.view(ws.query_params.get("priority"), session_id)
     except (InvalidSessionIdError, ValueError) as exc:
         metrics.refused("invalid")
         await _refuse(ws, protocol, 1008, RelayCode.INVALID_REQUEST, str(exc))

@@ -15,7 +15,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from llmpool import ConnectionManager, Conversation, ManagerView
+from llmpool import ConnectionManager, Conversation, ManagerView, Priority
 
 from ._config import ServerConfig
 from ._logs import log_event, session_hash
@@ -180,6 +180,20 @@ class Runtime:
         if self._relay_http is not None:
             await self._relay_http.aclose()
             self._relay_http = None
+
+    def view(self, priority: str | None, session_id: str) -> ManagerView:
+        """The manager view a connection's calls go through.
+
+        Args:
+            priority: the connection's ``?priority=`` (``None``: ``default_priority``).
+            session_id: its session, sent upstream as ``x-session-id``.
+
+        Raises:
+            ValueError: ``priority`` is not a priority.
+            InvalidSessionIdError: ``session_id`` is not a valid session id.
+        """
+        chosen = self.config.default_priority if priority is None else Priority.parse(priority)
+        return self.manager.with_options(priority=chosen, session_id=session_id)
 
     def connection_id(self) -> str:
         """A new connection's id for logs: ``c`` and a counter."""

@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket
 
-from llmpool import InvalidSessionIdError, ManagerView, Priority
+from llmpool import InvalidSessionIdError, ManagerView
 
 from ._auth import bearer, token_matches
 from ._logs import log_event, logger, session_hash
@@ -90,8 +90,7 @@ async def chat_endpoint(runtime: Runtime, ws: WebSocket) -> None:
         )
         return
     try:
-        priority = Priority.parse(ws.query_params.get("priority", config.default_priority))
-        view = runtime.manager.with_options(priority=priority, session_id=session_id)
+        view = runtime.view(ws.query_params.get("priority"), session_id)
         last_seq = ws.query_params.get("last_seq")
         resume = None if last_seq is None else int(last_seq)
         if resume is not None and resume < 0:
