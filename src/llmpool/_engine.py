@@ -258,12 +258,13 @@ class Engine:
         """The scheduler's budget check: reserve ``request``'s budget on an upstream."""
         pool = self.pool
         assert pool is not None
-        upstream, wait = pool.reserve(
+        upstream, wait, permit = pool.reserve(
             request.tokens, self.now, avoid=request.last_upstream, model=request.model
         )
         if upstream is None:
             return wait
         request.ticket = upstream
+        request.permit = permit
         breaker = upstream.breaker
         if breaker is not None and not breaker.closed and breaker.admit():
             self.health.probing(request, upstream)
@@ -285,13 +286,20 @@ class Engine:
         upstream.budget(model).learn(headers, self.now())
 
     def _settle(self, request: Request, upstream: Upstream, *, refund: bool) -> None:
-        """Correct the attempt's token reservation: with the usage seen, or refunded."""
-        if request.tokens == 0 and request.used_tokens is None:
+        """Correct the attempt's token reservation: with the usage seen, or refunded.
+
+        A reservation with a permit (a shared budget's) is always settled: that also ends
+        its lease there.
+        """
+        permit, request.permit = request.permit, None
+        if permit is None and request.tokens == 0 and request.used_tokens is None:
             return
         actual = 0 if refund else request.used_tokens
         if actual is None:
-            return  # no usage reported: the estimate stands
-        upstream.budget(request.model).settle(request.tokens, actual, self.now())
+            if permit is None:
+                return  # no usage reported: the estimate stands
+            actual = request.tokens
+        upstream.budget(request.model).settle(request.tokens, actual, self.now(), permit)
         if actual < request.tokens:
             self.scheduler.kick()
 
@@ -595,7 +603,8 @@ class Engine:
         except BaseException as exc:
             request.decision = classify(exc)
             if request.ticket is not None:  # granted with budget, then cancelled
-                request.ticket.budget(request.model).refund(request.tokens, self.now())
+                permit, request.permit = request.permit, None
+                request.ticket.budget(request.model).refund(request.tokens, self.now(), permit)
                 request.ticket = None
             self.health.end_probe(request)
             raise

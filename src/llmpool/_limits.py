@@ -267,22 +267,32 @@ class UpstreamLimits:
             wait = max(wait, self.tokens.wait_for(tokens, now))
         return wait
 
-    def take(self, tokens: int) -> None:
-        """Spend one request and ``tokens`` (after ``wait_for`` returned 0)."""
+    def take(self, tokens: int) -> object | None:
+        """Spend one request and ``tokens`` (after ``wait_for`` returned 0).
+
+        Returns the *permit* of this reservation, handed back to ``refund`` or ``settle``:
+        ``None`` here; a budget shared between processes returns what identifies the
+        reservation there (``llmpool.redis``: its concurrency lease).
+        """
         if self.requests is not None:
             self.requests.take(1)
         if self.tokens is not None and tokens > 0:
             self.tokens.take(tokens)
+        return None
 
-    def refund(self, tokens: int, now: float) -> None:
+    def refund(self, tokens: int, now: float, permit: object | None = None) -> None:
         """Give back one request and ``tokens`` that were reserved but never sent."""
         if self.requests is not None:
             self.requests.give(1, now)
         if self.tokens is not None and tokens > 0:
             self.tokens.give(tokens, now)
 
-    def settle(self, estimated: int, actual: int, now: float) -> None:
-        """Correct a reservation of ``estimated`` tokens with the ``actual`` usage."""
+    def settle(self, estimated: int, actual: int, now: float, permit: object | None = None) -> None:
+        """Correct a reservation of ``estimated`` tokens with the ``actual`` usage.
+
+        Called once per attempt that reserved budget, when it ends (``permit``: what
+        ``take`` returned); with ``actual == estimated`` when no usage was reported.
+        """
         if self.tokens is not None and actual != estimated:
             self.tokens.give(estimated - actual, now)
 

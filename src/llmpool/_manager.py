@@ -104,7 +104,7 @@ class ConnectionManager:
         engine.open()
         seam = ClockSeam(engine.now)
         stores = engine.stores
-        stores.budgets.attach(seam)
+        stores.budgets.attach(seam, engine.scheduler.kick)
         stores.health.attach(seam)
         # One timer enforces every queued request's queue_timeout (not a scope per waiter).
         task_group.start_soon(engine.scheduler.run_timer, name="llmpool queue timer")

@@ -287,7 +287,7 @@ class ClientPool:
         *,
         avoid: Upstream | None = None,
         model: str | None = None,
-    ) -> tuple[Upstream | None, float]:
+    ) -> tuple[Upstream | None, float, object | None]:
         """Admission: find an upstream that can take one request of ``tokens`` now.
 
         An upstream qualifies when it is not cooling and both its budgets have room; the
@@ -302,18 +302,18 @@ class ClientPool:
             model: the request's model: its budgets are the ones spent.
 
         Returns:
-            ``(upstream, 0.0)``, or ``(None, seconds)`` until the first upstream could qualify.
+            ``(upstream, 0.0, permit)`` (``permit``: what the budget's ``take`` returned), or
+            ``(None, seconds, None)`` until the first upstream could qualify.
         """
         upstreams = self.upstreams
         if len(upstreams) == 1:  # the common case, kept cheap: run() calls this every time
             only = upstreams[0]
             if only.idle(model):
-                return only, 0.0
+                return only, 0.0, None
             wait = only.wait_for(tokens, clock(), model)
             if wait > 0.0:
-                return None, wait
-            only.budget(model).take(tokens)
-            return only, 0.0
+                return None, wait, None
+            return only, 0.0, only.budget(model).take(tokens)
         best: Upstream | None = None
         best_rank = (True, 0)
         soonest = math.inf
@@ -327,9 +327,8 @@ class ClientPool:
             if best is None or rank < best_rank:
                 best, best_rank = upstream, rank
         if best is None:
-            return None, soonest
-        best.budget(model).take(tokens)
-        return best, 0.0
+            return None, soonest, None
+        return best, 0.0, best.budget(model).take(tokens)
 
     def _least_busy(self, upstream: Upstream) -> int:
         return min(c.in_flight for c in self.clients if c.upstream is upstream)

@@ -96,6 +96,7 @@ class Request:
         "operation",
         "outcome",
         "output_tokens",
+        "permit",
         "priority",
         "probe",
         "queue_timeout",
@@ -141,6 +142,7 @@ class Request:
         self.lease: PooledClient | None = None  # held by an open stream
         self.tokens = tokens  # estimated token cost of one attempt (admission)
         self.ticket: Upstream | None = None  # upstream whose budget the grant reserved
+        self.permit: object | None = None  # that reservation's permit (UpstreamLimits.take)
         self.current_upstream: Upstream | None = None  # upstream of the running attempt
         self.used_tokens: int | None = None  # the response's usage.total_tokens, when seen
         self.input_tokens: int | None = None  # usage.input_tokens / prompt_tokens, when seen

@@ -67,6 +67,11 @@ class ClockSeam:
         self._loop = loop
         self._wall = wall
 
+    @property
+    def loop(self) -> Callable[[], float]:
+        """The event loop's clock, seconds (what the engine reads)."""
+        return self._loop
+
     def to_store(self, at: float, clock: StoreClock) -> float:
         """``at`` (loop clock) on ``clock``. ``0.0`` means "none" and stays ``0.0``."""
         if clock == "loop" or at == 0.0:
@@ -101,8 +106,14 @@ class BudgetStore(Protocol):
         """
         ...
 
-    def attach(self, seam: ClockSeam) -> None:
-        """Take the seam that converts the loop clock (once, before any request and ``run``)."""
+    def attach(self, seam: ClockSeam, wake: Callable[[], None]) -> None:
+        """Take the clock seam and the scheduler's ``wake`` (once, before any request and ``run``).
+
+        ``wake()`` re-runs the scheduler's grant decision: a shared store calls it (on the
+        event loop, from ``run``) when budget it was asked for has arrived, or may have: a
+        budget view may answer ``wait_for`` with ``inf`` while it asks the other processes,
+        and the waiters are then woken by this instead of a timer.
+        """
         ...
 
     async def run(self) -> None:
@@ -203,8 +214,8 @@ class MemoryBudgets:
         """Every budget of ``upstream`` seen so far, by model: the live mapping."""
         return self._limits.setdefault(upstream, {})
 
-    def attach(self, seam: ClockSeam) -> None:
-        """Nothing to convert: the loop clock."""
+    def attach(self, seam: ClockSeam, wake: Callable[[], None]) -> None:
+        """Nothing to convert (the loop clock) and nothing to wake for: timers suffice."""
 
     async def run(self) -> None:
         """Nothing to reconcile."""

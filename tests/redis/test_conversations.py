@@ -7,8 +7,8 @@ import anyio
 import pytest
 
 from llmpool import Conversation
-from llmpool._state import ConversationConflictError, ConversationStore, MemoryBudgets, MemoryHealth
-from llmpool.redis import RedisConversations, RedisState
+from llmpool._state import BudgetStore, ConversationConflictError, ConversationStore, HealthStore
+from llmpool.redis import RedisBudgets, RedisConversations, RedisHealth, RedisState
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -28,17 +28,20 @@ class Barrier:
         await self.event.wait()
 
 
-async def test_it_is_a_conversation_store_and_stores_put_it_beside_memory_ones(
+async def test_it_is_a_conversation_store_and_stores_put_it_beside_shared_budgets(
     state: RedisState,
 ) -> None:
-    """RedisConversations implements the protocol; stores() has it for conversations and
-    in-memory budgets and health (shared budgets come later)."""
+    """RedisConversations implements the protocol; stores() has it for conversations, and
+    budgets and health on the same Redis, new ones per call (one per manager)."""
     assert isinstance(state.conversations, RedisConversations)
     assert isinstance(state.conversations, ConversationStore)
     stores = state.stores()
     assert stores.conversations is state.conversations
-    assert isinstance(stores.budgets, MemoryBudgets)
-    assert isinstance(stores.health, MemoryHealth)
+    assert isinstance(stores.budgets, RedisBudgets)
+    assert isinstance(stores.budgets, BudgetStore)
+    assert isinstance(stores.health, RedisHealth)
+    assert isinstance(stores.health, HealthStore)
+    assert state.stores().budgets is not stores.budgets
 
 
 async def test_an_absent_key_loads_as_none_at_version_zero(state: RedisState) -> None:

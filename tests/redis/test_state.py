@@ -55,9 +55,12 @@ def test_the_public_names_are_pinned_and_read_llmpool_redis() -> None:
     import llmpool.redis
 
     assert llmpool.redis.__all__ == [
+        "RedisBudgets",
         "RedisConversations",
+        "RedisHealth",
         "RedisState",
         "SessionKeys",
+        "SharedBudgetPolicy",
         "TurnLock",
         "TurnLocks",
         "TurnLostError",

@@ -4,8 +4,11 @@
 and on trio). Importing this package without it raises ``MissingExtraError`` naming the
 extra; ``import llmpool`` never imports it.
 
-- ``RedisState(url, prefix=...)``: the client; ``.stores()`` for the manager,
-  ``.conversations`` and ``.turns``.
+- ``RedisState(url, prefix=..., budget=SharedBudgetPolicy(...))``: the client; ``.stores()``
+  for the manager, ``.conversations`` and ``.turns``.
+- ``RedisBudgets`` / ``RedisHealth``: the budget and health stores on Redis: RPM, TPM and a
+  global concurrency cap decided in one script per admission, cooldowns through pub/sub,
+  and each instance's share alone while Redis is unreachable.
 - ``RedisConversations``: the ``ConversationStore`` protocol on Redis (versioned JSON,
   compare-and-set, optionally fenced by a turn's token).
 - ``TurnLocks`` / ``TurnLock``: one turn of a session at a time across instances, a lease with
@@ -16,18 +19,24 @@ Algorithms, key layout and what is not shared yet: docs/redis.md. This package u
 imports it.
 """
 
+from ._budgets import RedisBudgets as RedisBudgets
 from ._conversations import RedisConversations as RedisConversations
 from ._errors import TurnLostError as TurnLostError
+from ._health import RedisHealth as RedisHealth
 from ._keys import SessionKeys as SessionKeys
 from ._keys import session_keys as session_keys
+from ._policy import SharedBudgetPolicy as SharedBudgetPolicy
 from ._state import RedisState as RedisState
 from ._turns import TurnLock as TurnLock
 from ._turns import TurnLocks as TurnLocks
 
 __all__ = [
+    "RedisBudgets",
     "RedisConversations",
+    "RedisHealth",
     "RedisState",
     "SessionKeys",
+    "SharedBudgetPolicy",
     "TurnLock",
     "TurnLocks",
     "TurnLostError",

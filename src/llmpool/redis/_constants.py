@@ -29,3 +29,23 @@ SHIELD_TIMEOUT: Final = 5.0
 """Seconds a request shielded from cancellation may take: taking a turn lock (so that a lock
 granted is always handed back) and releasing it when ``hold`` ends (abandoned after this, the
 lease then ends by itself)."""
+
+DEFAULT_LEASE_TTL: Final = 30.0
+"""Seconds a global concurrency lease lives unless renewed: how long the slots of an instance
+that crashed stay taken."""
+
+DEFAULT_HEARTBEAT: Final = 1.0
+"""Seconds between an instance's heartbeats (its registration and the renewal of its leases)."""
+
+DEFAULT_LIVE_HORIZON: Final = 3.0
+"""Heartbeats an instance may miss before the others stop counting it as live."""
+
+DEFAULT_WINDOW_MARGIN: Final = 0.25
+"""Seconds added to the 60 s window the shared buckets are exact over: what a request may take
+between its admission and its arrival at the provider."""
+
+DEFAULT_REDIS_TIMEOUT: Final = 0.25
+"""Seconds one round trip to Redis may take before Redis counts as unreachable."""
+
+DEFAULT_PROBE_INTERVAL: Final = 0.25
+"""Seconds between two probes of an unreachable Redis."""

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["SessionKeys", "check_prefix", "session_keys"]
+__all__ = [
+    "SessionKeys",
+    "UpstreamKeys",
+    "check_prefix",
+    "instances_key",
+    "session_keys",
+    "upstream_keys",
+]
 
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 
@@ -52,3 +59,39 @@ def session_keys(prefix: str, session: str) -> SessionKeys:
         raise ValueError(f"a session key must be a non-empty string, got {session!r}")
     base = f"{prefix}:{{{session.translate(_ESCAPES)}}}"
     return SessionKeys(f"{base}:conversation", f"{base}:turn", f"{base}:fence")
+
+
+class UpstreamKeys(NamedTuple):
+    """The Redis keys of one upstream, all in one hash slot.
+
+    Its leases, its cooldown, its channel, and the prefix of its models' budget hashes
+    (``budget(model)``).
+    """
+
+    leases: str
+    cooldown: str
+    channel: str
+    base: str
+
+    def budget(self, model: str | None) -> str:
+        """The budget hash of ``model`` (``None``: calls whose model is not known)."""
+        return f"{self.base}:budget" if model is None else f"{self.base}:budget:={model}"
+
+
+def upstream_keys(prefix: str, upstream: str) -> UpstreamKeys:
+    """The keys of ``upstream`` (its label) under ``prefix`` (already checked).
+
+    ::
+
+    <prefix>:{u:<upstream>}:leases          zset: lease id -> expiry, ms on Redis's clock
+    <prefix>:{u:<upstream>}:cooldown        string: end of the cooldown, Unix ms (PX)
+    <prefix>:{u:<upstream>}:events          pub/sub channel: release, cooldown <ms>
+    <prefix>:{u:<upstream>}:budget[:=<model>]   hash: rl ru tl tu (levels, times) lr lt
+    """
+    base = f"{prefix}:{{u:{upstream.translate(_ESCAPES)}}}"
+    return UpstreamKeys(f"{base}:leases", f"{base}:cooldown", f"{base}:events", base)
+
+
+def instances_key(prefix: str) -> str:
+    """The zset of live instances under ``prefix``: instance id -> last heartbeat, ms."""
+    return f"{prefix}:instances"

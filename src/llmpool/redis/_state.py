@@ -11,9 +11,12 @@ import anyio
 from llmpool._extras import require
 from llmpool._state import StateStores
 
+from ._budgets import RedisBudgets
 from ._constants import DEFAULT_PREFIX, DEFAULT_TURN_POLL
 from ._conversations import RedisConversations
+from ._health import RedisHealth
 from ._keys import check_prefix
+from ._policy import SharedBudgetPolicy
 from ._turns import TurnLocks
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 
 
 class RedisState:
-    """llmpool's shared state on one Redis: conversations and turn locks, for now.
+    """llmpool's shared state on one Redis: budgets, cooldowns, conversations, turn locks.
 
     Open it with ``async with`` (it holds a coredis connection pool, whose background work
     runs in a task group for as long as it is open), then hand ``stores()`` to the manager::
@@ -41,8 +44,10 @@ class RedisState:
                         session, conversation.to_json(), version=version, fence=turn.token
                     )
 
-    Several instances with the same Redis and ``prefix`` share every conversation and every
-    turn lock; a different ``prefix`` is a separate namespace on the same Redis.
+    Several instances with the same Redis and ``prefix`` share every rate-limit budget (RPM
+    and TPM per upstream and model, and ``budget.concurrency`` requests in flight per
+    upstream), every cooldown, every conversation and every turn lock; a different ``prefix``
+    is a separate namespace on the same Redis.
 
     Args:
         url: where Redis is: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
@@ -51,6 +56,8 @@ class RedisState:
             move the Cluster hash tag).
         poll_interval: seconds between two tries of a waiting turn lock at most; default
             ``DEFAULT_TURN_POLL`` (0.05 s).
+        budget: the global concurrency cap and how budgets use Redis (timeouts, heartbeats,
+            what happens while Redis is unreachable); default ``SharedBudgetPolicy()``.
 
     Attributes:
         conversations: the ``ConversationStore`` on Redis.
@@ -67,11 +74,13 @@ class RedisState:
         *,
         prefix: str = DEFAULT_PREFIX,
         poll_interval: float = DEFAULT_TURN_POLL,
+        budget: SharedBudgetPolicy | None = None,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
         self._url = url
         self._prefix = check_prefix(prefix)
+        self._budget = SharedBudgetPolicy() if budget is None else budget
         self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
         self.conversations = RedisConversations(self._client, prefix=prefix)
         self.turns = TurnLocks(self._client, prefix=prefix, poll_interval=poll_interval)
@@ -91,18 +100,28 @@ class RedisState:
         """The coredis client (``decode_responses=True``), usable while this is open."""
         return self._client
 
-    def stores(self) -> StateStores:
-        """The state stores for ``ConnectionManager(state=...)``.
+    @property
+    def budget(self) -> SharedBudgetPolicy:
+        """How budgets are shared."""
+        return self._budget
 
-        Conversations are on Redis. Rate-limit budgets and health (cooldowns, circuit
-        breakers) are still this process's, in memory: sharing them through Redis comes in
-        a later release. Each call returns new in-memory stores, so give one result to one
-        manager.
+    def stores(self) -> StateStores:
+        """The state stores for ``ConnectionManager(state=...)``: everything on this Redis.
+
+        Budgets (``RedisBudgets``) and cooldowns (``RedisHealth``) belong to one manager
+        each (they carry its instance id and its view of every budget), so each call
+        returns new ones: give one result to one manager. Circuit breakers stay per
+        instance.
 
         Returns:
-            ``StateStores(conversations=self.conversations)``.
+            ``StateStores(budgets=..., health=..., conversations=self.conversations)``.
         """
-        return StateStores(conversations=self.conversations)
+        budgets = RedisBudgets(
+            self._client, prefix=self._prefix, policy=self._budget, url=self._url
+        )
+        return StateStores(
+            budgets=budgets, health=RedisHealth(budgets), conversations=self.conversations
+        )
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()

@@ -1,0 +1,853 @@
+"""``RedisBudgets``: RPM, TPM and concurrency shared by every instance, one script per admission.
+
+The scheduler stays local (priority, fairness, queueing); only the *head* of a budget's local
+queue asks Redis. The grant decision is synchronous, so a budget's view (``SharedLimits``)
+answers the scheduler's ``wait_for`` with ``inf`` while it asks: the question goes to one
+worker task that sends everything waiting in one pipeline (admissions, settlements, learned
+limits, cooldowns), and the answer wakes the scheduler (``wake``). A permit that nobody takes
+at once is handed back. A budget Redis says is short waits for a timer set to the wait the
+script returned; a budget whose every concurrency slot is leased waits for a ``release``
+message on the upstream's channel (or, should one be lost, the first lease's expiry). A
+release that arrives while the question is on its way is not lost: each upstream counts its
+releases (``epoch``), and an answer "full" given before the latest one is asked again.
+
+**Without Redis** (a round trip failed or took over ``redis_timeout``), each instance enforces
+its share alone: ``floor(limit / live instances)`` of every limit, in window-safe buckets that
+start *empty* (so the window that straddles the switch stays within the limit: docs/redis.md
+proves it), and a warning is logged. A probe every ``probe_interval`` brings it back: what it
+admitted alone in the last window is charged to the shared buckets, its requests still in
+flight adopt leases, and the shared budgets take over. Nothing is lost either way: a request
+whose question failed stays queued and is decided by the next path. With ``fail_closed`` it
+waits for Redis instead (``QueueTimeoutError`` after ``queue_timeout``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import secrets
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from llmpool._config import RateLimitPolicy
+from llmpool._limits import UpstreamLimits
+from llmpool._state import ClockSeam, StoreClock
+
+from ._budget_scripts import ADMIT, HEARTBEAT, LEASES, REJOIN, SETTLE
+from ._constants import DEFAULT_LIVE_HORIZON
+from ._keys import UpstreamKeys, instances_key, upstream_keys
+from ._policy import SharedBudgetPolicy
+from ._window import WindowBucket
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["Permit", "RedisBudgets", "SharedLimits"]
+
+logger = logging.getLogger("llmpool.redis")
+
+_WINDOW: Final = 60.0  # seconds
+_RELEASE: Final = "release"
+_COOLDOWN: Final = "cooldown "
+
+
+class Permit:
+    """One admission: a request, its tokens and (with a global cap) a concurrency lease.
+
+    Attributes:
+        lease: the lease's id, unique per instance.
+        tokens: tokens reserved, at least the request's estimate.
+        shared: the lease is on Redis (admitted there, or adopted on the way back).
+        at: when it was admitted, event-loop clock, seconds.
+    """
+
+    __slots__ = ("at", "lease", "shared", "tokens")
+
+    def __init__(self, lease: str, tokens: int, *, shared: bool, at: float) -> None:
+        self.lease = lease
+        self.tokens = tokens
+        self.shared = shared
+        self.at = at
+
+
+@dataclass(slots=True)
+class _Ask:
+    view: SharedLimits
+    tokens: int
+    lease: str
+    epoch: int
+
+
+@dataclass(slots=True)
+class _Settle:
+    view: SharedLimits
+    lease: str  # '' for none
+    requests: int  # given back (negative: charged)
+    tokens: int
+    tell: bool
+
+
+@dataclass(slots=True)
+class _Command:
+    """A plain command (learned limits, a cooldown) that nothing waits for."""
+
+    name: str
+    args: tuple[Any, ...] = field(default_factory=tuple)
+
+
+_Op = _Ask | _Settle | _Command
+
+
+class SharedLimits(UpstreamLimits):
+    """The local view of one (upstream, model) budget shared through Redis.
+
+    ``requests`` and ``tokens`` mirror the shared buckets as the last admission left them
+    (for ``stats()``), or are this instance's own share while Redis is unreachable.
+    """
+
+    __slots__ = (
+        "_alone_log",
+        "_mirror",
+        "_store",
+        "asking",
+        "blocked",
+        "keys",
+        "ready",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        store: RedisBudgets,
+        upstream: str,
+        model: str | None,
+        policy: RateLimitPolicy,
+        keys: UpstreamKeys,
+    ) -> None:
+        super().__init__(policy, 0.0, model)
+        self._store = store
+        self.upstream = upstream
+        self.keys = keys
+        self.ready: Permit | None = None  # admitted by Redis, not taken yet
+        self.asking = False  # a question is on its way
+        self.blocked = False  # Redis said wait: a timer or a release message ends it
+        self._alone_log: list[Permit] = []  # admitted alone, for the charge on the way back
+        self._mirror: tuple[Any, Any] = (self.requests, self.tokens)
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit applies: RPM or TPM (configured or learned) or the global cap."""
+        return (
+            self.requests is not None
+            or self.tokens is not None
+            or self._store.policy.concurrency is not None
+        )
+
+    # -- the scheduler's side (synchronous) ----------------------------------------------------
+
+    def wait_for(self, tokens: int, now: float) -> float:
+        """0.0 when a permit for ``tokens`` is here; else ``inf`` while Redis is asked."""
+        if not self.limited:
+            return 0.0
+        store = self._store
+        if store.alone:
+            return store.alone_wait(self, tokens, now)
+        ready = self.ready
+        if ready is not None:
+            if ready.tokens >= tokens:
+                return 0.0
+            self.ready = None  # too small for this head: hand it back, ask for the right one
+            store.hand_back(self, ready)
+        if not self.asking and not self.blocked:
+            self.asking = True
+            store.ask(self, tokens)
+        return math.inf
+
+    def take(self, tokens: int) -> object | None:
+        """The permit ``wait_for`` found (or, alone, one from this instance's share).
+
+        With no limit at all there is nothing to share: ``None``, like an in-memory budget.
+        """
+        if not self.limited:
+            return None
+        store = self._store
+        if store.alone:
+            return store.alone_take(self, tokens)
+        permit = self.ready
+        assert permit is not None  # wait_for returned 0.0 just before, on the same turn
+        self.ready = None
+        store.hold(self, permit)
+        return permit
+
+    def refund(self, tokens: int, now: float, permit: object | None = None) -> None:
+        """A permit granted but never used: its request and tokens go back."""
+        if isinstance(permit, Permit):
+            self._store.end(self, permit, requests=1, tokens=permit.tokens)
+        else:
+            super().refund(tokens, now, permit)
+
+    def settle(self, estimated: int, actual: int, now: float, permit: object | None = None) -> None:
+        """The attempt ended: its lease ends and its tokens are corrected with ``actual``."""
+        if isinstance(permit, Permit):
+            self._store.end(self, permit, requests=0, tokens=permit.tokens - actual)
+        else:
+            super().settle(estimated, actual, now, permit)
+
+    def learn(self, headers: Mapping[str, str], now: float) -> bool:
+        """Learn limits from ``x-ratelimit-*`` headers and share them (see the base class)."""
+        before = self._limits()
+        seen = super().learn(headers, now)
+        after = self._limits()
+        if seen and after != before:
+            self._store.share_limits(self, after)
+        return seen
+
+    # -- the store's side ----------------------------------------------------------------------
+
+    def _limits(self) -> tuple[int, int]:
+        requests, tokens = self.requests, self.tokens
+        return (
+            0 if requests is None else int(requests.limit),
+            0 if tokens is None else int(tokens.limit),
+        )
+
+    def configured_limits(self) -> tuple[int, int]:
+        """``(rpm, tpm)`` as configured, ``0`` for none (the script takes learned ones too)."""
+        rpm, tpm = self.configured
+        return (rpm or 0, tpm or 0)
+
+    def go_alone(self, share: int, now: float) -> None:
+        """Redis is unreachable: take 1 / ``share`` of every limit, in buckets that start empty."""
+        policy, margin = self.policy, self._store.policy.window_margin
+        self._mirror = (self.requests, self.tokens)
+        rpm, tpm = self._limits()
+        self.requests = self.tokens = None
+        if rpm:
+            self.requests = WindowBucket(max(1, rpm // share), policy.burst, margin, now, 0.0)
+        if tpm:
+            self.tokens = WindowBucket(max(1, tpm // share), policy.burst, margin, now, 0.0)
+        self.ready = None  # its lease ends by itself (ttl); its budget stays spent
+        self.asking = self.blocked = False
+
+    def alone_wait(self, tokens: int, now: float) -> float:
+        """Seconds until this instance's own share admits one request of ``tokens``."""
+        wait = 0.0
+        if self.requests is not None:
+            wait = self.requests.wait_for(1, now)
+        if self.tokens is not None and tokens > 0:
+            wait = max(wait, self.tokens.wait_for(tokens, now))
+        return wait
+
+    def alone_take(self, permit: Permit) -> None:
+        """Spend this instance's own share for ``permit``."""
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.tokens is not None and permit.tokens > 0:
+            self.tokens.take(permit.tokens)
+        self._alone_log.append(permit)
+
+    def alone_give(self, requests: int, tokens: int, now: float) -> None:
+        """Give back to this instance's own share."""
+        if requests and self.requests is not None:
+            self.requests.give(requests, now)
+        if tokens and self.tokens is not None:
+            self.tokens.give(tokens, now)
+
+    def alone_usage(self, since: float) -> tuple[int, int]:
+        """``(requests, tokens)`` admitted alone since ``since`` (loop clock), to charge back."""
+        log = [permit for permit in self._alone_log if permit.at >= since]
+        return len(log), sum(permit.tokens for permit in log)
+
+    def come_back(self) -> None:
+        """Redis is back (and charged): the mirrors return, the shared budget decides."""
+        self._alone_log.clear()
+        self.requests, self.tokens = self._mirror
+        self.asking = self.blocked = False
+
+    def admitted(self, permit: Permit, left: tuple[int, int], now: float) -> None:
+        """Redis admitted ``permit``: it waits here for the head to take it."""
+        self.asking = False
+        self.ready = permit
+        for bucket, units in zip((self.requests, self.tokens), left, strict=True):
+            if bucket is not None and units >= 0:
+                bucket.level = float(units)
+                bucket.updated = now
+
+
+class RedisBudgets:
+    """``BudgetStore`` on Redis: one RPM/TPM budget per (upstream, model), one cap per upstream.
+
+    Every instance with the same Redis and prefix shares them.
+
+    Made by ``RedisState.stores()``; one per manager. Algorithms: the module docstring and
+    docs/redis.md.
+
+    Args:
+        client: an open coredis client (``decode_responses=True``).
+        prefix: the first part of every key (already checked).
+        policy: the global cap and how Redis is used.
+        url: the client's URL, for the probe's plain connection while Redis is away
+            (``None``: the probe only runs its script).
+    """
+
+    clock: StoreClock = "wall"
+
+    def __init__(
+        self,
+        client: coredis.Redis[str],
+        *,
+        prefix: str,
+        policy: SharedBudgetPolicy,
+        url: str | None = None,
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._prefix = prefix
+        self.policy = policy
+        self.instance = f"{secrets.token_hex(6)}"
+        self._views: dict[str, dict[str | None, SharedLimits]] = {}
+        self._keys: dict[str, UpstreamKeys] = {}
+        self._admit = client.register_script(ADMIT)
+        self._settle = client.register_script(SETTLE)
+        self._leases = client.register_script(LEASES)
+        self._heartbeat = client.register_script(HEARTBEAT)
+        self._rejoin = client.register_script(REJOIN)
+        self._ids = itertools.count(1)
+        # The worker's queue: opened by attach (the manager opening), closed when run ends.
+        self._outbox: MemoryObjectSendStream[_Op] | None = None
+        self._inbox: MemoryObjectReceiveStream[_Op] | None = None
+        self._held: dict[str, dict[str, Permit]] = {}  # upstream -> lease -> permit in flight
+        self._in_flight: Counter[str] = Counter()  # permits in flight per upstream, any mode
+        self._epoch: Counter[str] = Counter()  # release messages seen per upstream
+        self._timers: list[tuple[float, int, SharedLimits]] = []
+        self._timer_order = itertools.count()
+        self._timer_scope: anyio.CancelScope | None = None
+        self._seam: ClockSeam | None = None
+        self._wake: Callable[[], None] = _nothing
+        self._now: Callable[[], float] = anyio.current_time
+        self.alone = False
+        self.alone_since = 0.0
+        self.live = 1  # live instances, this one included, as the last heartbeat counted
+        self.share = 1  # the live instances when Redis was lost: each takes 1/share alone
+        self._shared = _SET  # set while Redis answers; a new one while alone
+        self.cooldown_handlers: list[Callable[[str, float], None]] = []
+        self.switches = 0  # times Redis was lost (for tests and stats)
+
+    # -- BudgetStore ---------------------------------------------------------------------------
+
+    def limits(self, upstream: str, model: str | None, policy: RateLimitPolicy) -> UpstreamLimits:
+        """The view of (``upstream``, ``model``), created on first use."""
+        per_model = self._views.get(upstream)
+        if per_model is None:
+            per_model = self._views[upstream] = {}
+        view = per_model.get(model)
+        if view is None:
+            view = per_model[model] = SharedLimits(
+                self, upstream, model, policy, self.keys(upstream)
+            )
+        return view
+
+    def models(self, upstream: str) -> Mapping[str | None, UpstreamLimits]:
+        """Every view of ``upstream`` so far, by model: the live mapping."""
+        return self._views.setdefault(upstream, {})
+
+    def keys(self, upstream: str) -> UpstreamKeys:
+        """``upstream``'s keys."""
+        keys = self._keys.get(upstream)
+        if keys is None:
+            keys = self._keys[upstream] = upstream_keys(self._prefix, upstream)
+        return keys
+
+    def attach(self, seam: ClockSeam, wake: Callable[[], None]) -> None:
+        """Take the clock seam and the scheduler's wake-up."""
+        self._seam = seam
+        self._wake = wake
+        self._now = seam.loop
+        self._outbox, self._inbox = anyio.create_memory_object_stream[_Op](math.inf)
+
+    async def run(self) -> None:
+        """The worker, the release listener, the heartbeat and the timers, until cancelled.
+
+        On the way out this instance leaves the live ones (best effort, within
+        ``redis_timeout``), so the others' shares grow at once should Redis go away.
+        """
+        outbox, inbox = self._outbox, self._inbox
+        if outbox is None or inbox is None:
+            raise RuntimeError("attach() comes before run()")
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._work, inbox, name="llmpool.redis budget worker")
+                group.start_soon(self._listen, name="llmpool.redis release listener")
+                group.start_soon(self._beat, name="llmpool.redis heartbeat")
+                group.start_soon(self._time, name="llmpool.redis budget timers")
+        finally:
+            outbox.close()
+            inbox.close()
+            with anyio.move_on_after(self.policy.redis_timeout, shield=True):
+                try:
+                    await self._client.zrem(instances_key(self._prefix), [self.instance])
+                except (OSError, _redis_errors()):
+                    pass
+
+    # -- what the views ask for (synchronous, on the event loop) ----------------------------
+
+    def _send_op(self, op: _Op) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            raise RuntimeError("a RedisBudgets is used by the manager it was attached to")
+        try:
+            outbox.send_nowait(op)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if isinstance(op, _Ask):
+                op.view.asking = False  # the manager is closing: nothing more is admitted
+
+    def ask(self, view: SharedLimits, tokens: int) -> None:
+        """Ask Redis to admit one request of ``tokens`` for ``view``."""
+        lease = f"{self.instance}:{next(self._ids)}"
+        self._send_op(_Ask(view, tokens, lease, self._epoch[view.upstream]))
+
+    def hold(self, view: SharedLimits, permit: Permit) -> None:
+        """``permit`` was taken by a request: in flight until ``end``."""
+        self._held.setdefault(view.upstream, {})[permit.lease] = permit
+        self._in_flight[view.upstream] += 1
+
+    def hand_back(self, view: SharedLimits, permit: Permit) -> None:
+        """A permit nobody took: its request, tokens and lease go back."""
+        self._send_op(_Settle(view, permit.lease, 1, permit.tokens, True))
+
+    def end(self, view: SharedLimits, permit: Permit, *, requests: int, tokens: int) -> None:
+        """A taken permit's request ended (``requests``/``tokens``: what goes back)."""
+        held = self._held.get(view.upstream)
+        if held is not None and held.pop(permit.lease, None) is not None:
+            self._in_flight[view.upstream] -= 1
+        if permit.shared:
+            if not self.alone:
+                self._send_op(_Settle(view, permit.lease, requests, tokens, True))
+            # else: Redis is away; the lease ends by itself, the budget stays spent
+        else:
+            view.alone_give(requests, tokens, self._now())
+            if not self.alone:  # admitted alone, ended after the way back: its lease too
+                self._send_op(_Settle(view, permit.lease, 0, 0, True))
+
+    def share_limits(self, view: SharedLimits, limits: tuple[int, int]) -> None:
+        """Limits learned from headers, for every instance's admissions."""
+        if self.alone:
+            return
+        rpm, tpm = limits
+        values: list[str] = []
+        if rpm:
+            values += ["lr", str(rpm)]
+        if tpm:
+            values += ["lt", str(tpm)]
+        if values:
+            self._send_op(_Command("hset", (view.keys.budget(view.model), values)))
+
+    def publish_cooldown(self, upstream: str, until_ms: int, ttl_ms: int) -> None:
+        """Tell every instance that ``upstream`` cools down until ``until_ms`` (Unix ms)."""
+        if self.alone or ttl_ms <= 0:
+            return
+        keys = self.keys(upstream)
+        self._send_op(_Command("set", (keys.cooldown, str(until_ms), ttl_ms)))
+        self._send_op(_Command("publish", (keys.channel, f"{_COOLDOWN}{until_ms}")))
+
+    # -- alone -------------------------------------------------------------------------------
+
+    def alone_wait(self, view: SharedLimits, tokens: int, now: float) -> float:
+        """``view.wait_for`` while Redis is unreachable."""
+        if self.policy.fail_closed:
+            return math.inf  # held until Redis is back (the way back wakes the scheduler)
+        cap = self.policy.concurrency
+        if cap is not None and self._in_flight[view.upstream] >= cap // self.share:
+            return math.inf  # a release here re-runs the grant (the scheduler's own)
+        return view.alone_wait(tokens, now)
+
+    def alone_take(self, view: SharedLimits, tokens: int) -> Permit:
+        """``view.take`` while Redis is unreachable: from this instance's share."""
+        permit = Permit(f"{self.instance}:{next(self._ids)}", tokens, shared=False, at=self._now())
+        view.alone_take(permit)
+        self.hold(view, permit)
+        return permit
+
+    def _lost(self, error: BaseException) -> None:
+        """Redis failed: every view goes alone on its share, and the scheduler re-decides."""
+        if self.alone:
+            return
+        self.alone = True
+        self._shared = anyio.Event()
+        self.switches += 1
+        now = self.alone_since = self._now()
+        share = self.share = max(1, self.live)
+        logger.warning(
+            "llmpool.redis: Redis unreachable (%s: %s); each of %d live instance(s) now "
+            "enforces its share of every limit alone%s",
+            type(error).__name__,
+            str(error),  # the text only: a record must not keep the traceback's frames alive
+            share,
+            " (fail_closed: holding requests)" if self.policy.fail_closed else "",
+        )
+        for per_model in self._views.values():
+            for view in per_model.values():
+                view.go_alone(share, now)
+        self._timers.clear()
+        self._wake()
+
+    async def _return(self) -> None:
+        """Redis answers again: charge what was admitted alone, adopt leases, share again.
+
+        Raises:
+            coredis.exceptions.RedisError, OSError, TimeoutError: Redis failed again (nothing
+                changed here: still alone).
+        """
+        since = self._now() - (_WINDOW + self.policy.window_margin)
+        views = [view for per_model in self._views.values() for view in per_model.values()]
+        adopted = {
+            upstream: [permit for permit in held.values() if not permit.shared]
+            for upstream, held in self._held.items()
+        }
+        ttl = str(_ms(self.policy.lease_ttl))
+
+        def build(pipe: Any) -> list[Any]:
+            calls = []
+            for view in views:
+                requests, tokens = view.alone_usage(since)
+                if requests or tokens:
+                    calls.append(
+                        self._settle_call(pipe, _Settle(view, "", -requests, -tokens, False))
+                    )
+            if self.policy.concurrency is not None:
+                for upstream, permits in adopted.items():
+                    if permits:
+                        leases = [permit.lease for permit in permits]
+                        calls.append(
+                            self._leases(
+                                [self.keys(upstream).leases], ["NX", ttl, *leases], client=pipe
+                            )
+                        )
+            return calls
+
+        await self._run(build)
+        for view in views:
+            view.come_back()
+        for upstream, permits in adopted.items():
+            held = self._held.get(upstream, {})
+            for permit in permits:
+                permit.shared = True
+                if permit.lease not in held:  # it ended during the round trip: end its lease
+                    self._send_op(_Command("zrem", (self.keys(upstream).leases, permit.lease)))
+        self.alone = False
+        self._shared.set()
+        logger.warning("llmpool.redis: Redis reachable again; budgets are shared again")
+        self._wake()
+
+    # -- background tasks ----------------------------------------------------------------------
+
+    async def _run(self, build: Callable[[Any], list[Any]]) -> list[Any]:
+        """Send the commands ``build(pipe)`` queues in one pipeline; their replies, in order.
+
+        No transaction; the whole round trip within ``redis_timeout``.
+
+        Raises:
+            coredis.exceptions.RedisError, OSError: Redis failed or is unreachable.
+            TimeoutError: no answer within ``redis_timeout``.
+        """
+        with anyio.fail_after(self.policy.redis_timeout):
+            async with self._client.pipeline(transaction=False) as pipe:
+                requests = build(pipe)
+            return [await request for request in requests]
+
+    def _settle_call(self, pipe: Any, op: _Settle) -> Any:
+        view = op.view
+        rpm, tpm = view.configured_limits()
+        return self._settle(
+            [view.keys.budget(view.model), view.keys.leases],
+            [
+                op.lease,
+                str(op.requests),
+                str(op.tokens),
+                str(rpm),
+                str(tpm),
+                repr(view.policy.burst),
+                repr(self.policy.window_margin),
+                view.keys.channel if op.tell else "",
+            ],
+            client=pipe,
+        )
+
+    def _admit_call(self, pipe: Any, op: _Ask) -> Any:
+        view = op.view
+        rpm, tpm = view.configured_limits()
+        return self._admit(
+            [view.keys.budget(view.model), view.keys.leases],
+            [
+                op.lease,
+                str(op.tokens),
+                str(rpm),
+                str(tpm),
+                str(self.policy.concurrency or 0),
+                str(_ms(self.policy.lease_ttl)),
+                repr(view.policy.burst),
+                repr(self.policy.window_margin),
+            ],
+            client=pipe,
+        )
+
+    async def _work(self, inbox: MemoryObjectReceiveStream[_Op]) -> None:
+        """Send whatever is waiting in one pipeline; act on the answers."""
+        async for op in inbox:
+            batch = [op]
+            while True:
+                try:
+                    batch.append(inbox.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if self.alone:
+                self._drop(batch)
+                continue
+            try:
+                replies = await self._send(batch)
+            except (OSError, TimeoutError, _redis_errors()) as error:
+                self._drop(batch)
+                self._lost(error)
+                continue
+            self._answer(batch, replies)
+
+    async def _send(self, batch: list[_Op]) -> list[Any]:
+        def build(pipe: Any) -> list[Any]:
+            calls: list[Any] = []
+            for op in batch:
+                if isinstance(op, _Ask):
+                    calls.append(self._admit_call(pipe, op))
+                elif isinstance(op, _Settle):
+                    calls.append(self._settle_call(pipe, op))
+                elif op.name == "hset":
+                    key, values = op.args
+                    calls.append(pipe.hset(key, dict(zip(values[::2], values[1::2], strict=True))))
+                elif op.name == "zrem":
+                    key, lease = op.args
+                    calls.append(pipe.zrem(key, [lease]))
+                elif op.name == "set":
+                    key, value, ttl = op.args
+                    calls.append(pipe.set(key, value, px=ttl))
+                else:
+                    channel, message = op.args
+                    calls.append(pipe.publish(channel, message))
+            return calls
+
+        return await self._run(build)
+
+    def _drop(self, batch: list[_Op]) -> None:
+        """Redis is away: questions are forgotten (their views decide alone now)."""
+        for op in batch:
+            if isinstance(op, _Ask):
+                op.view.asking = False
+
+    def _answer(self, batch: list[_Op], replies: list[Any]) -> None:
+        now = self._now()
+        granted: list[tuple[SharedLimits, Permit]] = []
+        for op, reply in zip(batch, replies, strict=True):
+            if not isinstance(op, _Ask):
+                continue
+            view = op.view
+            status, value = int(reply[0]), int(reply[1])
+            if status == 1:
+                permit = Permit(op.lease, op.tokens, shared=True, at=now)
+                view.admitted(permit, (int(reply[2]), int(reply[3])), now)
+                granted.append((view, permit))
+            elif status == -1 and self._epoch[view.upstream] != op.epoch:
+                view.asking = False  # a slot was released since the question: ask again
+            else:
+                view.asking = False
+                view.blocked = True
+                self._arm(view, now + value / 1000)
+        self._wake()
+        for view, permit in granted:
+            if view.ready is permit:  # nobody could take it now (no free local slot)
+                view.ready = None
+                self.hand_back(view, permit)
+
+    def _arm(self, view: SharedLimits, at: float) -> None:
+        heapq.heappush(self._timers, (at, next(self._timer_order), view))
+        scope = self._timer_scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+
+    async def _time(self) -> None:
+        """Unblock each view when the wait Redis returned has passed."""
+        timers = self._timers
+        while True:
+            at = timers[0][0] if timers else math.inf
+            with anyio.CancelScope(deadline=at) as scope:
+                self._timer_scope = scope
+                await anyio.sleep_forever()
+            self._timer_scope = None
+            now = self._now()
+            woke = False
+            while timers and timers[0][0] <= now:
+                view = heapq.heappop(timers)[2]
+                if view.blocked:
+                    view.blocked = False
+                    woke = True
+            if woke:
+                self._wake()
+
+    def _released(self, upstream: str) -> None:
+        """A slot or budget of ``upstream`` came back somewhere: its blocked views ask again."""
+        self._epoch[upstream] += 1
+        woke = False
+        for view in self._views.get(upstream, {}).values():
+            if view.blocked:
+                view.blocked = False
+                woke = True
+        if woke:
+            self._wake()
+
+    async def _listen(self) -> None:
+        """Release and cooldown messages of every upstream known when the manager opened.
+
+        A lost subscription counts as Redis lost; it is made again once Redis is back (no
+        reconnection attempts of its own meanwhile: the probe decides).
+        """
+        channels = {self.keys(upstream).channel: upstream for upstream in self._views}
+        if not channels:
+            return
+        while True:
+            if self.alone:
+                await self._shared.wait()
+            try:
+                async with self._client.pubsub(
+                    channels=list(channels), ignore_subscribe_messages=True, retry_policy=None
+                ) as pubsub:
+                    async for message in pubsub:
+                        self._heard(channels, message)
+            except (OSError, TimeoutError, _redis_errors()) as error:
+                self._lost(error)
+            except BaseExceptionGroup as group:  # coredis's own task group wraps its errors
+                lost, rest = group.split((OSError, TimeoutError, _redis_errors()))
+                if rest is not None or lost is None:
+                    raise
+                self._lost(lost.exceptions[0])
+
+    def _heard(self, channels: Mapping[str, str], message: Mapping[str, Any]) -> None:
+        upstream = channels.get(str(message.get("channel")))
+        data = message.get("data")
+        if upstream is None or not isinstance(data, str):
+            return
+        if data == _RELEASE:
+            self._released(upstream)
+        elif data.startswith(_COOLDOWN):
+            until_ms = _int(data[len(_COOLDOWN) :])
+            if until_ms is not None:
+                for handler in self.cooldown_handlers:
+                    handler(upstream, until_ms / 1000)
+
+    async def _reachable(self) -> bool:
+        """Whether Redis's socket accepts a connection (a plain one: no client state).
+
+        Without ``url`` there is nothing to try: ``True``, and the probe's script decides.
+        """
+        if self._url is None:
+            return True
+        parts = urlsplit(self._url)
+        try:
+            with anyio.fail_after(self.policy.redis_timeout):
+                if parts.scheme == "unix":
+                    stream: Any = await anyio.connect_unix(parts.path)
+                else:
+                    stream = await anyio.connect_tcp(
+                        parts.hostname or "localhost", parts.port or 6379
+                    )
+                await stream.aclose()
+        except (OSError, TimeoutError):
+            return False
+        return True
+
+    async def _beat(self) -> None:
+        """Heartbeats while Redis answers (registration, live count, renewals); else probes."""
+        policy = self.policy
+        horizon = _ms(policy.heartbeat_interval * DEFAULT_LIVE_HORIZON)
+        ttl = _ms(policy.lease_ttl)
+        grace = _ms(policy.probe_interval + 2 * policy.redis_timeout)
+        key = instances_key(self._prefix)
+        while True:
+            if self.alone:
+                await anyio.sleep(policy.probe_interval)
+                if not await self._reachable():
+                    continue
+                try:
+                    with anyio.fail_after(policy.redis_timeout):
+                        delay = int(await self._rejoin([f"{self._prefix}:rejoin"], [str(grace)]))
+                    # Still alone until the common instant: every instance probes within
+                    # probe_interval, so all come back at once and none admits alone while
+                    # another spends the shared budget.
+                    await anyio.sleep(max(0, delay) / 1000)
+                    await self._return()
+                except (OSError, TimeoutError, _redis_errors()) as error:
+                    logger.debug("llmpool.redis: still unreachable: %s", type(error).__name__)
+                continue
+
+            def build(pipe: Any) -> list[Any]:
+                calls: list[Any] = [
+                    self._heartbeat([key], [self.instance, str(horizon)], client=pipe)
+                ]
+                if policy.concurrency is not None:
+                    for upstream, held in self._held.items():
+                        leases = [lease for lease, p in held.items() if p.shared]
+                        if leases:
+                            calls.append(
+                                self._leases(
+                                    [self.keys(upstream).leases],
+                                    ["XX", str(ttl), *leases],
+                                    client=pipe,
+                                )
+                            )
+                return calls
+
+            try:
+                replies = await self._run(build)
+                self.live = max(1, int(replies[0]))
+            except (OSError, TimeoutError, _redis_errors()) as error:
+                self._lost(error)
+                continue
+            await anyio.sleep(policy.heartbeat_interval)
+
+
+def _redis_errors() -> type[Exception]:
+    import coredis.exceptions
+
+    return coredis.exceptions.RedisError
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _nothing() -> None:
+    return None
+
+
+class _Set:
+    """An event that is set, before any event loop exists."""
+
+    async def wait(self) -> None:
+        return None
+
+    def set(self) -> None:
+        return None
+
+
+_SET: Any = _Set()
