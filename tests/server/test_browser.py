@@ -75,7 +75,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def portal(request: pytest.FixtureRequest) -> Iterator[BlockingPortal]:
-    """The server's event loop: uvicorn on asyncio, hypercorn on trio (``ASYNCIO_ONLY``)."""
+    """The server's loop, in a thread: uvicorn on asyncio, hypercorn on trio (some tests
+    are asyncio only: ``ASYNCIO_ONLY``)."""
     with start_blocking_portal(backend=request.param) as portal:
         yield portal
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from pathlib import Path
 
 import httpx
 import pytest
@@ -95,3 +96,31 @@ def test_the_script_never_parses_a_string_as_html() -> None:
     code = "\n".join(line.split("//")[0] for line in script.splitlines())
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in code
+
+
+def test_the_page_reconnects_on_the_close_codes_and_backoff_of_llmpool_chat() -> None:
+    """The page mirrors the terminal client: the same close codes reconnect, with the same
+    backoff (initial, maximum, jitter in seconds)."""
+    from llmpool._cli.chat._policy import _RECONNECT, ReconnectPolicy
+
+    script = FILES["chat.js"]
+    codes = re.search(r"const RECONNECT = new Set\(\[([\d, ]+)\]\);", script)
+    assert codes is not None
+    assert {int(code) for code in codes.group(1).split(",")} == set(_RECONNECT)
+    backoff = re.search(r"const BACKOFF = \{ (.+?) \};", script)
+    assert backoff is not None
+    values = dict(item.split(": ") for item in backoff.group(1).split(", "))
+    policy = ReconnectPolicy()
+    assert {k: float(v) for k, v in values.items()} == {
+        "initial": policy.initial,
+        "maximum": policy.maximum,
+        "jitter": policy.jitter,
+    }
+
+
+def test_docs_give_the_policy_as_it_is_sent() -> None:
+    """docs/server.md's "Chat page" quotes the Content-Security-Policy header whole."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text("utf-8")
+    assert CONTENT_SECURITY_POLICY in " ".join(doc.split())
+    assert "(#chat-page)" in doc
+    assert "](images/chat-page.png)" in doc
