@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo serve chat test lint typecheck pytest redis-server bench bench-smoke clean
+.PHONY: demo serve chat test lint typecheck pytest redis-server chromium bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 	$(BIN)/mypy --config-file tests/typing/mypy.ini tests/typing
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server chromium
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --fail-under=90
 
@@ -63,6 +63,24 @@ redis-server:
 	else \
 	  echo "llmpool.redis's tests need redis-server on PATH: install the 'redis-server'" \
 	    "package (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2; \
+	  exit 1; \
+	fi
+
+## The chat page's browser tests (tests/server/test_browser.py) drive Debian's chromium
+## (/usr/bin/chromium) with Playwright, and fail when it is missing. As root (CI) it is
+## installed here, as redis-server is; Playwright's own browser download (`playwright
+## install`) is never used.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium is missing: apt-get install -y chromium"; \
+	  if ! apt-cache show chromium >/dev/null 2>&1; then apt-get update; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; \
+	else \
+	  echo "the chat page's browser tests need /usr/bin/chromium: install the 'chromium'" \
+	    "package (Debian/Ubuntu: sudo apt-get install chromium)" >&2; \
 	  exit 1; \
 	fi
 

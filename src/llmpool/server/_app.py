@@ -18,6 +18,7 @@ from llmpool.instrumentation.prometheus import PrometheusInstrument
 
 from . import _constants as C
 from ._config import ServerConfig
+from ._page import ChatPage
 from ._relay import relay_endpoint
 from ._routes import Routes
 from ._runtime import Runtime
@@ -119,9 +120,12 @@ def create_app(
                 await runtime.drain()
 
     routes = Routes(runtime)
+    page = ChatPage()
     app = Starlette(
         routes=[
             Route("/", routes.index),
+            Route("/chat", page.page),
+            Route("/static/{name}", page.asset),
             Route("/health", routes.health),
             Route("/livez", routes.livez),
             Route("/readyz", routes.readyz),

@@ -4,6 +4,7 @@ None of them waits on the manager or on a socket, so they answer at once also wh
 connection slot is taken. ``/api/*`` needs the bearer token when one is configured (a
 session's transcript is user content); the probes and metrics do not (Kubernetes and
 Prometheus scrape them without credentials; put them behind the network policy you use).
+The chat page and its files are served by ``_page``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Routes:
                 "api": runtime.config.api,
                 "endpoints": {
                     "chat": "/ws/chat/{session_id}",
+                    "chat_page": "/chat",
                     "realtime": "/v1/realtime?model={model}",
                     "health": "/health",
                     "livez": "/livez",

@@ -89,7 +89,8 @@ async def serve(
     with contextlib.closing(bind(config.host, config.port)) as sock:
         port = sock.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
-        log_event("listening", url=f"http://{host}:{port}", model=config.model)
+        url = f"http://{host}:{port}"
+        log_event("listening", url=url, chat_page=f"{url}/chat", model=config.model)
         if sniffio.current_async_library() == "trio":
             await _hypercorn(app, config, sock, drained, port, task_status)
         else:
