@@ -1,33 +1,214 @@
-"""``llmpool demo --via-server``'s terminal: one chat session's socket, reconnect and resume.
+"""``llmpool demo --via-server``: the terminals as WebSocket clients of an in-process server.
 
-The tests run ``ChatTerminal`` against a served app (``tests/server/helpers``) and break its
-socket mid-turn: closed with 1012, cut without a close frame (1006, through a TCP proxy),
-refused at capacity (1013).
+The command tests call ``main()`` (plain sync tests: it calls ``anyio.run`` itself) with the
+fast plan of ``test_demo`` (latency 0-10 ms, no random faults); each takes about a second.
+The terminal's own tests run ``ChatTerminal`` against a served app (``tests/server/helpers``)
+and break its socket mid-turn: closed with 1012, cut without a close frame (1006, through a
+TCP proxy), refused at capacity (1013).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
+from llmpool._cli import main
 from llmpool._cli.chat._policy import ReconnectPolicy
 from llmpool._cli.demo._client import ChatTerminal, TurnEnd
+from llmpool._cli.demo._options import DemoOptions
+from llmpool._cli.demo._summary import summarize
 from llmpool.server import CloseCode
 from llmpool.testing import FaultPlan, SimulatedProvider
 from llmpool.testing._payloads import REPLY_PREFIX
 from tests.integration.fixtures import simulator_fixtures
 from tests.server.helpers import KEY, Served, chat, eventually, served
 
+from .helpers import outcome, result, server_summary
+from .test_demo import FAST
+from .test_demo_summary import _same_shape
+
+CLI_MD = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 QUICK = ReconnectPolicy(initial=0.01, maximum=0.05, jitter=0.0)
 """Reconnects within 10-50 ms: the tests' sockets come back at once."""
 LONG = " ".join(f"w{i}" for i in range(30))  # 33 chunks with the reply's prefix
 
 shared_sim, sim = simulator_fixtures("demo-via-server", api_key=KEY)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real endpoint leaks in, and rich sees a plain pipe."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = main(["demo", "--via-server", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_each_terminal_is_one_connection_and_every_turn_completes(
+    capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """3 terminals x 2 requests over the server: exit 0, every terminal in the summary, one
+    socket each (total 3, peak 3, none left open, 3 disconnects), 6 completed turns, each
+    one streamed request the simulator saw; no hop."""
+    code, summary = run_json(
+        capsys, "--terminals", "3", "--requests", "2", "--backend", backend, *FAST
+    )
+    assert code == 0
+    assert summary["ok"] is True
+    assert list(summary["per_terminal"]) == ["terminal-1", "terminal-2", "terminal-3"]
+    for group in summary["per_terminal"].values():
+        assert (group["requests"], group["succeeded"], group["failed"]) == (2, 2, 0)
+        assert group["latency"]["p50"] is not None
+        assert group["queue_wait"]["p50"] is not None
+    totals = summary["totals"]
+    assert (totals["expected"], totals["succeeded"], totals["attempts"]) == (6, 6, 6)
+    server = summary["server"]
+    assert server["asgi"] == ("hypercorn" if backend == "trio" else "uvicorn")
+    assert re.fullmatch(r"ws://127\.0\.0\.1:\d+", server["url"])
+    assert server["connections"] == {"total": 3, "peak": 3, "active": 0, "rejected": 0}
+    assert server["turns"] == {"completed": 6}
+    assert sum(server["disconnects"].values()) == 3
+    if backend == "asyncio":  # hypercorn reports a close the client starts as 1006
+        assert server["disconnects"] == {"1000": 3}
+    assert server["reconnects"] == 0
+    assert summary["simulator"]["paths"] == {"/v1/responses": 6}
+    assert summary["stats"]["completedRequests"] == 6  # read from /api/connection-stats
+    assert summary["hop"] is None
+
+
+def test_retries_under_the_manager_are_counted_per_turn(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A scripted 503 and 429 are retried by the manager inside their turns: exit 0, exactly
+    two retries, equal to stats(); the attempts are the simulator's requests."""
+    plan = {
+        "scripted": [
+            {"kind": "status", "status": 503, "retry_after": 0.05},
+            {"kind": "rate_limit", "retry_after": 0.05},
+        ]
+    }
+    code, summary = run_json(
+        capsys, "--terminals", "2", "--requests", "2", *FAST, "--fault-plan", json.dumps(plan)
+    )
+    assert code == 0
+    totals = summary["totals"]
+    assert totals["retries"] == 2 == summary["stats"]["retries"]
+    assert totals["attempts"] == 6 == summary["simulator"]["requests"]
+    assert summary["server"]["turns"] == {"completed": 4}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_provider_that_always_fails_exits_1(
+    capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """Always 503, one attempt: every turn ends in an upstream_error frame, counted as a
+    failure with the request id and the provider's message; the server counts them too."""
+    plan = '{"error_rates": {"503": 1.0}, "retry_after": null}'
+    code, summary = run_json(
+        capsys,
+        *("--terminals", "2", "--requests", "2", "--max-attempts", "1", "--backend", backend),
+        *FAST,
+        *("--fault-plan", plan),
+    )
+    assert code == 1
+    assert summary["ok"] is False
+    assert (summary["totals"]["succeeded"], summary["totals"]["failed"]) == (0, 4)
+    failures = summary["failures"]
+    assert [(f["terminal"], f["request"]) for f in failures] == [
+        ("terminal-1", 1), ("terminal-1", 2), ("terminal-2", 1), ("terminal-2", 2),
+    ]  # fmt: skip
+    assert {f["error"] for f in failures} == {"upstream_error"}
+    assert all(f["message"].startswith("Error code: 503") for f in failures)
+    assert all(f["request_id"].startswith("req_") for f in failures)
+    assert {f["attempts"] for f in failures} == {1}
+    assert summary["server"]["turns"] == {"upstream_error": 4}
+    assert summary["server"]["connections"]["total"] == 2
+
+
+def test_chat_api_streams_chat_completions(capsys: pytest.CaptureFixture[str]) -> None:
+    """--api chat: the server's turns are chat.completions streams."""
+    code, summary = run_json(capsys, "--terminals", "2", "--requests", "1", "--api", "chat", *FAST)
+    assert code == 0
+    assert summary["simulator"]["paths"] == {"/v1/chat/completions": 2}
+
+
+def test_a_real_endpoint_behind_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """With a base URL the server is in front of it: no simulator of the demo's, and each
+    streamed request carries its terminal's session id (the server's view of the socket)."""
+    with SimulatedProvider(api_key="sk-real") as upstream:
+        code, summary = run_json(
+            capsys,
+            *("--terminals", "2", "--requests", "1", "--stagger", "0"),
+            *("--base-url", upstream.base_url, "--api-key", "sk-real"),
+        )
+        seen = upstream.requests
+    assert code == 0
+    assert summary["config"]["endpoint"] == upstream.base_url
+    assert summary["simulator"] is None
+    assert {r.headers["x-session-id"] for r in seen} == {"terminal-1", "terminal-2"}
+    assert summary["server"]["connections"]["total"] == 2
+
+
+def test_rich_report_via_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped: the header says the server runs, one line per turn, the table with every
+    terminal and its adapted caption, the server's counts, the verdict; no control codes."""
+    code = main(["demo", "--via-server", "--terminals", "3", "--requests", "1", *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b[" not in out
+    assert "via server: llmpool.server in-process on a loopback port (uvicorn on asyncio)" in out
+    for n, priority in ((1, "high"), (2, "normal"), (3, "low")):
+        assert f"terminal-{n} [{priority}] request 1/1 ok" in out
+        assert re.search(rf"^terminal-{n} +{priority} +1 +1 +0 ", out, re.MULTILINE)
+    assert "wait: message sent to first attempt" in out
+    assert re.search(
+        r"llmpool\.server at ws://127\.0\.0\.1:\d+ \(uvicorn\): 3 connections \(peak 3, "
+        r"rejected 0, open now 0\)",
+        out,
+    )
+    assert "turns: completed 3; disconnects by close code: 1000 3" in out
+    assert "from the server's /api/connection-stats" in out
+    assert "terminal-hop" not in out
+    assert out.rstrip().endswith("All 3 requests completed.")
+
+
+def test_a_missing_server_extra_is_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the server extra, --via-server names it; exit 2 before any run."""
+    monkeypatch.setitem(sys.modules, "httpx_ws", None)  # what an uninstalled package looks like
+    assert main(["demo", "--via-server", *FAST]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "llmpool demo --via-server needs the 'server' extra: pip install 'llmpool[server]' "
+        "(httpx_ws is missing)\n"
+    )
+    assert captured.out == ""
+
+
+def test_docs_show_the_server_summary_as_it_is() -> None:
+    """docs/cli.md's --via-server JSON has the real server summary's keys and value types."""
+    text = CLI_MD.read_text(encoding="utf-8")
+    (block,) = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    options = DemoOptions(terminals=1, requests=1, via_server=True)
+    real = summarize(options, outcome((result(),), server=server_summary()), "simulated")
+    assert _same_shape(json.loads(block), real.model_dump(mode="json")["server"], "$") == []
 
 
 # -- the terminal: reconnect and resume --------------------------------------------------------
