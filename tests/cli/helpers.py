@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from llmpool import ConnectionManager, Priority
-from llmpool._cli.demo._results import DemoOutcome, HopTurn, RequestResult, SimulatorSummary
+from llmpool._cli.demo._results import (
+    DemoOutcome,
+    HopTurn,
+    RequestResult,
+    ServerConnections,
+    ServerSummary,
+    SimulatorSummary,
+)
 
 
 def result(
@@ -63,11 +70,25 @@ def complete_hop() -> tuple[HopTurn, ...]:
     )  # fmt: skip
 
 
+def server_summary() -> ServerSummary:
+    """What a clean --via-server run of 2 terminals x 2 requests reads from its server."""
+    return ServerSummary(
+        url="ws://127.0.0.1:40123",
+        asgi="uvicorn",
+        connections=ServerConnections(total=2, peak=2, active=0, rejected=0),
+        avg_session_duration=1.25,
+        turns={"completed": 4},
+        disconnects={"1000": 2},
+        reconnects=0,
+    )
+
+
 def outcome(
     results: tuple[RequestResult, ...],
     *,
     hop: tuple[HopTurn, ...] | None = None,
     simulated: bool = True,
+    server: ServerSummary | None = None,
 ) -> DemoOutcome:
     """A finished run with these results, a fresh manager's stats, 1.2345 s elapsed."""
     return DemoOutcome(
@@ -83,4 +104,5 @@ def outcome(
         if simulated
         else None,
         fault_plan={"latency_min": 0.2, "seed": 7} if simulated else None,
+        server=server,
     )

@@ -232,9 +232,9 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for option in (
         "--terminals", "--requests", "--stagger", "--priority", "--api", "--model",
-        "--backend", "--json", "--base-url", "--api-key", "--pool-size", "--max-concurrency",
-        "--queue-timeout", "--request-timeout", "--max-attempts", "--seed", "--latency-min",
-        "--latency-max", "--no-faults", "--no-hop", "--fault-plan",
+        "--backend", "--via-server", "--json", "--base-url", "--api-key", "--pool-size",
+        "--max-concurrency", "--queue-timeout", "--request-timeout", "--max-attempts", "--seed",
+        "--latency-min", "--latency-max", "--no-faults", "--no-hop", "--fault-plan",
     ):  # fmt: skip
         assert option in out
     assert "(default: 5)" in out

@@ -38,7 +38,7 @@ def test_json_has_todays_keys_in_order() -> None:
     data = summary.model_dump(mode="json")
     assert list(data) == [
         "ok", "config", "per_terminal", "per_priority", "totals", "failures", "simulator",
-        "stats", "hop",
+        "stats", "hop", "server",
     ]  # fmt: skip
     assert list(data["config"]) == [
         "terminals", "requests", "stagger", "priority", "api", "model", "endpoint", "backend",
@@ -169,7 +169,7 @@ def _json_type(value: object) -> str:
 
 
 # Maps keyed by data (session ids, priorities, outcomes): the doc shows one entry of each.
-_DATA_KEYED = {"per_terminal", "per_priority", "outcomes", "paths"}
+_DATA_KEYED = {"per_terminal", "per_priority", "outcomes", "paths", "turns", "disconnects"}
 
 
 def _same_shape(doc: object, real: object, path: str) -> list[str]:

@@ -11,7 +11,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "llmpool"
 CLI = SRC / "_cli"
 # The demo's modules, bottom first, as src/llmpool/_cli/demo/__init__.py lists them.
-DEMO_LAYERS = ["_options", "_results", "_hop", "_summary", "_drive", "_report", "_run", "_command"]
+DEMO_LAYERS = [
+    "_options", "_results", "_hop", "_summary", "_drive", "_client", "_via_server", "_report",
+    "_run", "_command",
+]  # fmt: skip
 # What the CLI may import from llmpool besides its own modules: the public API (instrument
 # events included), the defaults, the extras helper and the simulated provider.
 CLI_MAY_IMPORT = {

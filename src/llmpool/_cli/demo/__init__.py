@@ -2,7 +2,9 @@
 
 N terminals (sessions ``terminal-1`` …) each send M requests in turn, with staggered starts and
 mixed priorities, all through one ``ConnectionManager``; ``terminal-hop`` streams a
-conversation that hops between two more instances. See ``docs/demo.md``.
+conversation that hops between two more instances. With ``--via-server`` each terminal is a
+WebSocket client of an in-process ``llmpool.server`` in front of that manager instead. See
+``docs/demo.md`` and ``docs/cli.md``.
 
 This package only re-exports. Imports point one way (each module imports only those above
 it); nothing here imports ``rich`` or the simulated provider until ``_run`` runs the demo:
@@ -12,13 +14,16 @@ it); nothing here imports ``rich`` or the simulated provider until ``_run`` runs
     _hop         terminal-hop: the streamed conversation over two instances
     _summary     the typed summary (DemoSummary, what --json prints) and summarize()
     _drive       the terminals through one ConnectionManager; LiveStates (an instrument)
+    _client      --via-server: a terminal's chat socket, turns in sequence, reconnect, resume
+    _via_server  --via-server: the server in front of the manager, its terminals, its metrics
     _report      rich: live progress, the table, the report (from a DemoSummary)
     _run         run_demo(): extras, endpoint, simulators, output
     _command     the subcommand: its options -> DemoOptions -> run_demo()
 
 The live display follows the running requests through an instrument (``_drive.LiveStates``,
 public ``llmpool.instrumentation`` events); the demo's only private imports are
-``llmpool._constants`` (the defaults) and ``llmpool._extras``.
+``llmpool._constants`` (the defaults) and ``llmpool._extras``, and, with ``--via-server``,
+``llmpool chat``'s ``ReconnectPolicy`` (``llmpool._cli.chat._policy``).
 """
 
 from ._command import COMMAND as COMMAND

@@ -45,6 +45,7 @@ _DEMO_EPILOG = """\
 examples:
   llmpool demo --terminals 10 --requests 5
   llmpool demo --no-faults --json
+  llmpool demo --via-server --terminals 10 --backend trio
   llmpool demo --fault-plan '{"error_rates": {"503": 0.2}, "rate_limit_rate": 0.1}'
   llmpool demo --fault-plan @faults.json --seed 42
   OPENAI_API_KEY=sk-... llmpool demo --base-url https://api.openai.com/v1
@@ -109,6 +110,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--backend", choices=["asyncio", "trio"], default="asyncio",
         help="anyio backend to run on (default: %(default)s)",
+    )  # fmt: skip
+    run.add_argument(
+        "--via-server", action="store_true",
+        help="each terminal is a WebSocket client of an in-process llmpool.server in front of "
+        "the manager: its requests are streamed chat turns; the report adds the server's "
+        "metrics (needs the 'server' extra; no terminal-hop)",
     )  # fmt: skip
     run.add_argument(
         "--json", action="store_true",
@@ -221,6 +228,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         json=args.json,
         backend=args.backend,
         hop=not args.no_hop,
+        via_server=args.via_server,
     )
 
 

@@ -42,13 +42,15 @@ from ._hop import run_hop
 from ._options import HOP_INSTANCES, Api, DemoOptions, terminal_priority
 from ._results import UNEXPECTED_RESPONSE, DemoOutcome, HopTurn, Observer, RequestResult
 
-__all__ = ["TICK", "LiveStates", "drive"]
+__all__ = ["TICK", "LiveStates", "client_factory", "drive"]
 
 TICK: Final = 0.1
 """Seconds between two refreshes of the live display (and between two hop turns)."""
 
 
-def _client_factory(base_url: str, api_key: str) -> ClientFactory:
+def client_factory(base_url: str, api_key: str) -> ClientFactory:
+    """The demo's pooled clients: ``AsyncOpenAI`` on ``base_url`` with no SDK retries."""
+
     def build(index: int) -> openai.AsyncOpenAI:
         del index  # every client is alike; the pool spreads work over them
         return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
@@ -129,7 +131,7 @@ async def drive(
         hop's turns (``simulator`` and ``fault_plan`` are the caller's to fill in).
     """
     results: list[RequestResult] = []
-    factory = _client_factory(base_url, api_key)
+    factory = client_factory(base_url, api_key)
 
     async def terminal(number: int, session: str) -> None:
         await anyio.sleep((number - 1) * options.stagger)
@@ -164,10 +166,10 @@ async def drive(
         config = options.pool.model_copy(update={"pool_size": 1})
         async with (
             ConnectionManager(
-                config, client_factory=_client_factory(hop_urls[name], api_key)
+                config, client_factory=client_factory(hop_urls[name], api_key)
             ) as east,
             ConnectionManager(
-                config, client_factory=_client_factory(hop_urls[other], api_key)
+                config, client_factory=client_factory(hop_urls[other], api_key)
             ) as west,
         ):
             hop = await run_hop({name: east, other: west}, model=options.model, pause=TICK)

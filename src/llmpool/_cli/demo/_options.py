@@ -77,7 +77,9 @@ class DemoOptions:
         json: print one JSON summary instead of the rich display.
         backend: the anyio backend, ``"asyncio"`` or ``"trio"``.
         hop: with the simulator, also run ``terminal-hop``: a streamed multi-turn conversation
-            hopping between two more simulated instances (``_hop``).
+            hopping between two more simulated instances (``_hop``); never with ``via_server``.
+        via_server: each terminal is a WebSocket client of an in-process ``llmpool.server``
+            in front of the manager, its requests chat turns (``_via_server``).
     """
 
     terminals: int = DEFAULT_TERMINALS
@@ -95,6 +97,7 @@ class DemoOptions:
     json: bool = False
     backend: Backend = "asyncio"
     hop: bool = True
+    via_server: bool = False
 
     @property
     def sessions(self) -> list[str]:

@@ -22,7 +22,7 @@ from rich.text import Text
 from llmpool import ConnectionStats
 
 from ._options import DemoOptions, terminal_priority
-from ._results import Observer, RequestResult
+from ._results import Observer, RequestResult, ServerSummary
 from ._summary import DemoSummary, GroupSummary, HopSummary
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "print_header",
     "print_hop",
     "print_report",
+    "print_server",
 ]
 
 _PRIORITY_STYLE = {"high": "bold red", "normal": "yellow", "low": "cyan"}
@@ -183,6 +184,14 @@ def print_header(
         f"{pool.retry.max_attempts} attempts",
         soft_wrap=True,
     )
+    if options.via_server:
+        asgi = "hypercorn on trio" if options.backend == "trio" else "uvicorn on asyncio"
+        console.print(
+            f"via server: llmpool.server in-process on a loopback port ({asgi}) in front of "
+            "the manager; one WebSocket session per terminal, each request a streamed chat turn",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _row(table: Table, terminal: str, priority: str, group: GroupSummary) -> None:
@@ -203,9 +212,16 @@ def _row(table: Table, terminal: str, priority: str, group: GroupSummary) -> Non
 def build_table(summary: DemoSummary) -> Table:
     """The per-terminal, per-priority and total table of a run's summary."""
     totals = summary.totals
+    if summary.server is None:
+        caption = "seconds; wait: call to first attempt; lat: call to result (succeeded requests)"
+    else:
+        caption = (
+            "seconds; wait: message sent to first attempt; lat: message sent to complete "
+            "(succeeded turns)"
+        )
     table = Table(
         title=f"{totals.succeeded}/{totals.expected} requests completed in {totals.elapsed:.1f}s",
-        caption="seconds; wait: call to first attempt; lat: call to result (succeeded requests)",
+        caption=caption,
         box=box.SIMPLE_HEAD,
         padding=(0, 1, 0, 0),
         show_edge=False,
@@ -252,6 +268,26 @@ def print_hop(console: Console, hop: HopSummary) -> None:
         console.print(line, soft_wrap=True)
 
 
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"
+
+
+def print_server(console: Console, server: ServerSummary) -> None:
+    """Print what the in-process server counted (``--via-server``)."""
+    connections = server.connections
+    console.print(
+        f"llmpool.server at {server.url} ({server.asgi}): "
+        f"{_plural(connections.total, 'connection')} (peak {connections.peak}, "
+        f"rejected {connections.rejected}, open now {connections.active}), "
+        f"{server.avg_session_duration:g}s open on average; "
+        f"turns: {_counts(server.turns)}; disconnects by close code: "
+        f"{_counts(server.disconnects)}; terminals reconnected "
+        f"{_plural(server.reconnects, 'time')}",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def print_report(console: Console, summary: DemoSummary) -> None:
     """Print the table, the failures, the simulator's view, the hop, the stats and a verdict."""
     console.print()
@@ -275,10 +311,15 @@ def print_report(console: Console, summary: DemoSummary) -> None:
             markup=False,
             soft_wrap=True,
         )
+    if summary.server is not None:
+        print_server(console, summary.server)
     hop = summary.hop
     if hop is not None:
         print_hop(console, hop)
-    console.print("[bold]manager.stats()[/]:")
+    if summary.server is None:
+        console.print("[bold]manager.stats()[/]:")
+    else:
+        console.print("[bold]manager.stats()[/], from the server's /api/connection-stats:")
     console.print_json(data=summary.stats.model_dump(by_alias=True, mode="json"))
     totals = summary.totals
     if hop is not None and not hop.ok:

@@ -1,8 +1,9 @@
 """What a demo run produces, piece by piece, and who watches it happen.
 
 ``RequestResult`` is one terminal request, ``HopTurn`` one streamed request of the hopping
-terminal, ``SimulatorSummary`` what the simulated provider saw; ``DemoOutcome`` holds them all
-once the run is over. ``Observer`` is told about each request as it ends (the rich display in
+terminal, ``SimulatorSummary`` what the simulated provider saw, ``ServerSummary`` what the
+in-process ``llmpool.server`` saw (``--via-server``); ``DemoOutcome`` holds them all once the
+run is over. ``Observer`` is told about each request as it ends (the rich display in
 ``_report`` is one). Above ``_options``; below the hop, the driver, the summary and the report.
 """
 
@@ -23,6 +24,8 @@ __all__ = [
     "HopTurn",
     "Observer",
     "RequestResult",
+    "ServerConnections",
+    "ServerSummary",
     "SimulatorSummary",
 ]
 
@@ -100,6 +103,41 @@ class SimulatorSummary(BaseModel):
     paths: Mapping[str, int] = Field(description="Requests by URL path, sorted.")
 
 
+class ServerConnections(BaseModel):
+    """The server's WebSocket connections (its ``/metrics.json`` ``connections``)."""
+
+    model_config = FROZEN
+
+    total: int = Field(description="Connections accepted under the cap.")
+    peak: int = Field(description="The most open at once.")
+    active: int = Field(description="Still open when the metrics were read (0 after a clean run).")
+    rejected: int = Field(description="Connections refused: at capacity or draining.")
+
+
+class ServerSummary(BaseModel):
+    """What the in-process ``llmpool.server`` saw (``--via-server``), read from its endpoints."""
+
+    model_config = FROZEN
+
+    url: str = Field(description="The server's address, ws://127.0.0.1:<port>.")
+    asgi: Literal["uvicorn", "hypercorn"] = Field(
+        description="The ASGI server: uvicorn on asyncio, hypercorn on trio."
+    )
+    connections: ServerConnections = Field(description="From /metrics.json.")
+    avg_session_duration: float = Field(
+        description="Seconds a connection stayed open, on average (/metrics.json)."
+    )
+    turns: Mapping[str, int] = Field(
+        description="Turns by outcome ('completed', or the error code), sorted (/metrics)."
+    )
+    disconnects: Mapping[str, int] = Field(
+        description="Closed connections by close code, sorted (/metrics)."
+    )
+    reconnects: int = Field(
+        description="Sockets the terminals opened again after one ended (client side)."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DemoOutcome:
     """What a demo run produced.
@@ -111,6 +149,7 @@ class DemoOutcome:
         hop: the hopping terminal's streamed requests, or ``None`` if it did not run.
         simulator: what the simulated provider saw, or ``None`` against a real endpoint.
         fault_plan: the simulator's ``FaultPlan`` as JSON, or ``None`` against a real endpoint.
+        server: what the in-process server saw, or ``None`` without ``--via-server``.
     """
 
     results: tuple[RequestResult, ...]
@@ -119,6 +158,7 @@ class DemoOutcome:
     hop: tuple[HopTurn, ...] | None = None
     simulator: SimulatorSummary | None = None
     fault_plan: Mapping[str, JsonValue] | None = None
+    server: ServerSummary | None = None
 
 
 class Observer:

@@ -3,9 +3,11 @@
 By default the terminals talk to the simulated provider (``llmpool.testing``) started
 in-process with a fault plan of 429s with Retry-After, 5xx answers and realistic latency, and
 ``terminal-hop`` to two more simulated instances; with a base URL they talk to that endpoint
-instead. Prints the rich report, or the ``--json`` summary. The extras (rich, the simulated
-provider, trio) are imported here, when the demo runs, through ``llmpool._extras.require``.
-Above every other demo module but ``_command``.
+instead. With ``--via-server`` the terminals reach that endpoint through an in-process
+``llmpool.server`` (``_via_server``), and the hop does not run. Prints the rich report, or the
+``--json`` summary. The extras (rich, the simulated provider, trio, the server) are imported
+here, when the demo runs, through ``llmpool._extras.require``. Above every other demo module
+but ``_command``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def run_demo(options: DemoOptions) -> int:
     Raises:
         MissingExtraError: ``rich``, or (without a real endpoint) the simulated provider's
             Starlette or uvicorn, is not installed (the ``demo`` extra has them all), or
-            ``trio`` is not, for ``backend="trio"``.
+            ``trio`` is not, for ``backend="trio"``, or a module of the ``server`` extra is
+            not, for ``via_server``.
         SetupError: a real endpoint is configured without an API key, or the simulator
             rejects the fault plan (the message names the field).
     """
@@ -73,6 +76,9 @@ def run_demo(options: DemoOptions) -> int:
     if options.backend == "trio":
         # anyio imports trio itself; checked first for a clear message.
         require("trio", None, feature=f"{FEATURE} --backend trio")
+    if options.via_server:
+        for module in ("starlette", "uvicorn", "hypercorn", "prometheus_client", "httpx_ws"):
+            require(module, "server", feature=f"{FEATURE} --via-server")
     from . import _report as report  # rich is only imported from here
 
     base_url, api_key = resolve_endpoint(options)
@@ -144,6 +150,12 @@ async def _drive_kw(
     hop_urls: Mapping[str, str] | None = None,
 ) -> DemoOutcome:
     # anyio.run passes positional arguments only.
+    if options.via_server:
+        from ._via_server import drive_via_server  # llmpool.server: only with --via-server
+
+        return await drive_via_server(
+            options, base_url=base_url, api_key=api_key, observer=observer
+        )
     return await drive(
         options, base_url=base_url, api_key=api_key, observer=observer, hop_urls=hop_urls
     )
@@ -156,7 +168,7 @@ def _hop_simulators(options: DemoOptions, plan: FaultPlan) -> Iterator[dict[str,
     They take the main plan's service time; ``east`` cuts its first stream after two events
     (before any text), so the hop shows a retried stream as well as rebuilt ones.
     """
-    if not options.hop:
+    if not options.hop or options.via_server:
         yield None
         return
     from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider

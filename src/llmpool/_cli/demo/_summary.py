@@ -18,7 +18,14 @@ from llmpool import ConnectionStats, LatencyStats, PoolConfig, Priority
 
 from ._hop import SCRIPT_TURNS
 from ._options import HOP_SESSION, Api, Backend, DemoOptions, terminal_priority
-from ._results import FROZEN, DemoOutcome, HopTurn, RequestResult, SimulatorSummary
+from ._results import (
+    FROZEN,
+    DemoOutcome,
+    HopTurn,
+    RequestResult,
+    ServerSummary,
+    SimulatorSummary,
+)
 
 __all__ = [
     "ConfigSummary",
@@ -174,6 +181,9 @@ class DemoSummary(BaseModel):
     simulator: SimulatorSummary | None = Field(description="Null against a real endpoint.")
     stats: ConnectionStats = Field(description="manager.stats() at the end, by alias.")
     hop: HopSummary | None = Field(description="Null when the hop did not run.")
+    server: ServerSummary | None = Field(
+        description="The in-process llmpool.server's metrics with --via-server; else null."
+    )
 
     @field_serializer("stats")
     def _stats_by_alias(self, stats: ConnectionStats, info: SerializationInfo) -> dict[str, Any]:
@@ -263,4 +273,5 @@ def summarize(options: DemoOptions, outcome: DemoOutcome, endpoint: str) -> Demo
         simulator=outcome.simulator,
         stats=outcome.stats,
         hop=hop,
+        server=outcome.server,
     )
