@@ -295,7 +295,7 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
         budgets.attach(ClockSeam(anyio.current_time), lambda: woken.append(1))
         view = budgets.limits("up", None, RateLimitPolicy())
         assert isinstance(view, SharedLimits)
-        inbox = budgets._inbox
+        inbox = budgets._asks_in
         assert inbox is not None
         now = anyio.current_time()
 
