@@ -11,7 +11,6 @@ import contextlib
 import gc
 import logging
 import math
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from llmpool.redis._window import window_rate
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 from tests.server.helpers import eventually
 
-from .server import RedisServer, ping
+from .server import RedisServer
 
 # coredis leaves the memory streams of a connection that failed to connect unclosed (one per
 # failed attempt while Redis is away); the garbage collector reports them during whichever
@@ -321,19 +320,6 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
         assert view.blocked is False
 
 
-def _restart(server: RedisServer) -> None:
-    """Start ``server`` again on the port it had (Redis coming back)."""
-    command = [
-        "redis-server", "--port", str(server.port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(server.directory), "--daemonize", "no",
-    ]  # fmt: skip
-    server.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not ping(server.port):
-        assert time.monotonic() < deadline, "redis-server did not come back"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Any:
     server = RedisServer(tmp_path)
@@ -365,14 +351,11 @@ async def test_without_redis_each_instance_takes_its_share_then_returns(
         async def chaos() -> None:
             nonlocal killed_at, returned_at
             await anyio.sleep(0.8)
-            process = own_redis.process
-            assert process is not None
-            process.kill()
-            process.wait()
+            own_redis.kill()  # SIGKILL: a crash
             killed_at = time.monotonic()
             await eventually(lambda: all(b.alone for b in stores), within=1.0)
             await anyio.sleep(1.0)
-            await anyio.to_thread.run_sync(_restart, own_redis)
+            await anyio.to_thread.run_sync(own_redis.restart)  # the same port, empty
             await eventually(lambda: not any(b.alone for b in stores), within=2.0)
             returned_at = time.monotonic()
 
