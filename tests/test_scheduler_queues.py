@@ -246,9 +246,9 @@ class Reference:
 
 class SchedulerVersusReference(RuleBasedStateMachine):
     """Random arrivals (fresh and retries, several sessions, two budget keys, arrival numbers
-    not always in order), releases, withdrawals, budget that comes and goes, and a full queue:
-    the scheduler grants, evicts and refuses exactly as the reference does, in the same
-    order, and its counts agree throughout."""
+    unique but not always in order), releases, withdrawals, budget that comes and goes, and a
+    full queue: the scheduler grants, evicts and refuses exactly as the reference does, in the
+    same order, and its counts agree throughout."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -284,7 +284,10 @@ class SchedulerVersusReference(RuleBasedStateMachine):
         back=st.integers(0, 3),
     )
     def arrive(self, rank: int, session: str, retry: bool, key: str, back: int) -> None:
-        seq = max(0, next(self.seq) - back)
+        # An arrival number up to `back` arrivals old, and unique, as the engine's are: equal
+        # numbers would leave "the newest waiter" (rule 6) undefined.
+        n = next(self.seq)
+        seq = 4 * (n - back) + n % 4
         taken = self.real.try_acquire(key)
         assert taken == self.ref.try_acquire(key)
         if taken:
@@ -449,6 +452,36 @@ def test_eviction_takes_the_newest_fresh_waiter_after_withdrawals() -> None:
         s.enqueue(NORMAL, "n", 6)  # only the LOW retry is below, and retries stay
     assert not isinstance(refused.value, QueueEvicted)
     assert s.queue_depths() == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("a_seq", "b_seq", "victim"),
+    [
+        pytest.param(2, 3, "b", id="newest-next-in-turn"),
+        pytest.param(3, 2, "a", id="newest-last-in-turn"),
+    ],
+)
+def test_eviction_follows_arrival_numbers_not_the_turn(a_seq: int, b_seq: int, victim: str) -> None:
+    """The newest waiter (the highest arrival number) is evicted whatever the turn order: here
+    session "a" went to the back of the turn after its grant, so the turn ("b", "a", "c") and
+    the order the sessions joined ("a", "b", "c") disagree.
+
+    The state machine's stored failure, minimised. It had "a" and "b" waiting with the *same*
+    arrival number, which the engine never hands out: which of them was newest was undefined,
+    and the scheduler (first in turn) and the reference (first joined) broke the tie apart."""
+    s = make(queue=3)
+    s.enqueue(NORMAL, "a", 1)
+    a = s.enqueue(NORMAL, "a", a_seq)
+    b = s.enqueue(NORMAL, "b", b_seq)
+    s.release()  # a's first waiter is granted: "a" goes to the back of the turn
+    c = s.enqueue(NORMAL, "c", 0)  # full again
+    s.enqueue(HIGH, "h", 4)
+    assert {"a": a.evicted, "b": b.evicted, "c": c.evicted} == {
+        "a": victim == "a",
+        "b": victim == "b",
+        "c": False,
+    }
+    check_invariants(s)
 
 
 def test_has_room_follows_withdrawals_of_the_lower_class() -> None:

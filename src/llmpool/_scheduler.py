@@ -221,7 +221,10 @@ class Scheduler:
         Args:
             rank: priority class, 0 (highest) to 2.
             session: session key; FIFO within it, round-robin between sessions.
-            seq: arrival sequence number (orders the retry lane).
+            seq: arrival sequence number, unique among queued waiters (the engine's arrival
+                counter): it orders the retry lane and says which waiter is the newest to
+                evict. A later arrival may carry an older number (a request back after
+                waiting for a place).
             retry: the request is coming back from a backoff: it skips the size check and
                 goes ahead of later arrivals in its class.
             claim: passed to the gate at grant time.
