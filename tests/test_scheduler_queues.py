@@ -3,8 +3,9 @@
 A waiter leaves a session's queue by unlinking, the rotation by dropping its (empty) session,
 and the retry lane, the places queue and the timer's heap lazily (its entry is skipped later
 and compacted away). A state machine runs random traffic through the scheduler and through
-a reference (the previous list-based implementation, kept here as the oracle) and requires
-the same grants, evictions, refusals and counts after every step.
+a reference (the previous list-based implementation, kept here as the oracle, with eviction
+as rule 6 states it) and requires the same grants, evictions, refusals and counts after
+every step.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def check_invariants(s: Scheduler) -> None:
                 previous, waiter = waiter, waiter.next
                 fresh += 1
             assert lane.tail is previous
+            if not queue.disordered:
+                seqs = [w.seq for w in _lane(lane.head)]
+                assert seqs == sorted(seqs), "out of order but not marked disordered"
         assert queue.live == len(retries) + fresh
         queued += queue.live
         for w in queue.waiters():
@@ -66,6 +70,12 @@ def check_invariants(s: Scheduler) -> None:
     assert len(s._in_order) + len(s._deadlines) <= 2 * s._timed + 32 + 1, "timer compacted"
     places = [e for *_, e in s._space if e.state == QUEUED]
     assert s._space_live == len(places)
+
+
+def _lane(waiter: Waiter | None) -> Iterator[Waiter]:
+    while waiter is not None:
+        yield waiter
+        waiter = waiter.next
 
 
 # The oracle: the scheduler's queues before O(1) withdrawal (lists and deques, O(n) removal).
@@ -115,11 +125,11 @@ class RefQueue:
         return w
 
     def newest_fresh(self) -> Ref | None:
-        newest = None
-        for q in self.sessions.values():
-            if newest is None or q[-1].seq > newest.seq:
-                newest = q[-1]
-        return newest
+        # Rule 6 as stated: the fresh waiter with the highest arrival number. (The list-based
+        # queues compared the sessions' last waiters, which is the same only while each
+        # session's waiters queue in arrival order.)
+        fresh = [w for q in self.sessions.values() for w in q]
+        return max(fresh, key=lambda w: w.seq, default=None)
 
     def waiters(self) -> Iterator[Ref]:
         yield from self.retries
@@ -481,6 +491,25 @@ def test_eviction_follows_arrival_numbers_not_the_turn(a_seq: int, b_seq: int, v
         "b": victim == "b",
         "c": False,
     }
+    check_invariants(s)
+
+
+def test_eviction_takes_the_newest_even_when_it_is_not_its_sessions_last() -> None:
+    """A waiter can queue behind a newer one of its session (back after waiting for a place):
+    the newest waiter is then not its session's last, and eviction still takes the highest
+    arrival number, then the next highest, then, the session in order again, its last."""
+    s = make(queue=3)
+    newest = s.enqueue(LOW, "s", 16)
+    behind = s.enqueue(LOW, "s", 14)  # arrived earlier, queued later
+    other = s.enqueue(LOW, "t", 15)
+    s.enqueue(HIGH, "h", 20)
+    assert (newest.evicted, other.evicted, behind.evicted) == (True, False, False)
+    s.enqueue(HIGH, "h", 21)
+    assert (other.evicted, behind.evicted) == (True, False)
+    check_invariants(s)
+    s.enqueue(HIGH, "h", 22)
+    assert behind.evicted
+    assert not s._classes[LOW].disordered  # the walk found every session in order
     check_invariants(s)
 
 
