@@ -228,6 +228,48 @@ async def test_evicted_waiting_request_waits_for_a_place_again() -> None:
 
 
 @pytest.mark.anyio
+async def test_request_back_after_eviction_is_not_evicted_again_before_a_newer_one() -> None:
+    """admission="wait": a LOW request evicted for HIGH can come back to the queue behind a
+    newer request of its session (that one took a place freed before the evicted one was
+    back). The next eviction takes the newer request, the newest waiter, not the one already
+    evicted once."""
+    scheduler = Scheduler(max_concurrency=1, max_queue_size=2, starvation_limit=10)
+    assert scheduler.try_acquire()
+    scheduler.enqueue(LOW, "s", 1)
+    outcomes: list[str] = []
+
+    async def wait_then_queue(seq: int) -> None:
+        # The engine's loop for admission="wait": evicted, it waits for a place again.
+        while True:
+            await scheduler.wait_for_space(LOW, seq)
+            try:
+                await scheduler.acquire(LOW, "s", seq)
+            except QueueEvicted:
+                outcomes.append("evicted")
+                continue
+            outcomes.append("granted")
+            return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_then_queue, 2)
+        await anyio.wait_all_tasks_blocked()
+        scheduler.enqueue(HIGH, "h", 3)  # the queue is full: seq 2 is evicted
+        scheduler.release()  # HIGH is granted: a place is free ...
+        newer = scheduler.enqueue(LOW, "s", 4)  # ... and seq 4 takes it before seq 2 is back
+        await anyio.wait_all_tasks_blocked()  # seq 2 waits for a place again
+        scheduler.release()  # seq 1 is granted: seq 2 queues, behind seq 4
+        await anyio.wait_all_tasks_blocked()
+        assert [w.seq for w in scheduler._classes[LOW].waiters()] == [4, 2]
+        scheduler.enqueue(HIGH, "h", 5)
+        assert newer.evicted
+        await anyio.wait_all_tasks_blocked()
+        assert outcomes == ["evicted"]  # seq 2 is still queued
+        scheduler.release()  # HIGH
+        scheduler.release()  # seq 2
+    assert outcomes == ["evicted", "granted"]
+
+
+@pytest.mark.anyio
 async def test_wait_admission_needs_a_queue() -> None:
     """admission="wait" with max_queue_size=0 has no place to wait for: refused at once, in
     the config and on a view, saying why."""

@@ -3,8 +3,9 @@
 A waiter leaves a session's queue by unlinking, the rotation by dropping its (empty) session,
 and the retry lane, the places queue and the timer's heap lazily (its entry is skipped later
 and compacted away). A state machine runs random traffic through the scheduler and through
-a reference (the previous list-based implementation, kept here as the oracle) and requires
-the same grants, evictions, refusals and counts after every step.
+a reference (the previous list-based implementation, kept here as the oracle, with eviction
+as rule 6 states it) and requires the same grants, evictions, refusals and counts after
+every step.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def check_invariants(s: Scheduler) -> None:
                 previous, waiter = waiter, waiter.next
                 fresh += 1
             assert lane.tail is previous
+            if not queue.disordered:
+                seqs = [w.seq for w in _lane(lane.head)]
+                assert seqs == sorted(seqs), "out of order but not marked disordered"
         assert queue.live == len(retries) + fresh
         queued += queue.live
         for w in queue.waiters():
@@ -66,6 +70,12 @@ def check_invariants(s: Scheduler) -> None:
     assert len(s._in_order) + len(s._deadlines) <= 2 * s._timed + 32 + 1, "timer compacted"
     places = [e for *_, e in s._space if e.state == QUEUED]
     assert s._space_live == len(places)
+
+
+def _lane(waiter: Waiter | None) -> Iterator[Waiter]:
+    while waiter is not None:
+        yield waiter
+        waiter = waiter.next
 
 
 # The oracle: the scheduler's queues before O(1) withdrawal (lists and deques, O(n) removal).
@@ -115,11 +125,11 @@ class RefQueue:
         return w
 
     def newest_fresh(self) -> Ref | None:
-        newest = None
-        for q in self.sessions.values():
-            if newest is None or q[-1].seq > newest.seq:
-                newest = q[-1]
-        return newest
+        # Rule 6 as stated: the fresh waiter with the highest arrival number. (The list-based
+        # queues compared the sessions' last waiters, which is the same only while each
+        # session's waiters queue in arrival order.)
+        fresh = [w for q in self.sessions.values() for w in q]
+        return max(fresh, key=lambda w: w.seq, default=None)
 
     def waiters(self) -> Iterator[Ref]:
         yield from self.retries
@@ -246,9 +256,9 @@ class Reference:
 
 class SchedulerVersusReference(RuleBasedStateMachine):
     """Random arrivals (fresh and retries, several sessions, two budget keys, arrival numbers
-    not always in order), releases, withdrawals, budget that comes and goes, and a full queue:
-    the scheduler grants, evicts and refuses exactly as the reference does, in the same
-    order, and its counts agree throughout."""
+    unique but not always in order), releases, withdrawals, budget that comes and goes, and a
+    full queue: the scheduler grants, evicts and refuses exactly as the reference does, in the
+    same order, and its counts agree throughout."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -284,7 +294,10 @@ class SchedulerVersusReference(RuleBasedStateMachine):
         back=st.integers(0, 3),
     )
     def arrive(self, rank: int, session: str, retry: bool, key: str, back: int) -> None:
-        seq = max(0, next(self.seq) - back)
+        # An arrival number up to `back` arrivals old, and unique, as the engine's are: equal
+        # numbers would leave "the newest waiter" (rule 6) undefined.
+        n = next(self.seq)
+        seq = 4 * (n - back) + n % 4
         taken = self.real.try_acquire(key)
         assert taken == self.ref.try_acquire(key)
         if taken:
@@ -449,6 +462,55 @@ def test_eviction_takes_the_newest_fresh_waiter_after_withdrawals() -> None:
         s.enqueue(NORMAL, "n", 6)  # only the LOW retry is below, and retries stay
     assert not isinstance(refused.value, QueueEvicted)
     assert s.queue_depths() == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("a_seq", "b_seq", "victim"),
+    [
+        pytest.param(2, 3, "b", id="newest-next-in-turn"),
+        pytest.param(3, 2, "a", id="newest-last-in-turn"),
+    ],
+)
+def test_eviction_follows_arrival_numbers_not_the_turn(a_seq: int, b_seq: int, victim: str) -> None:
+    """The newest waiter (the highest arrival number) is evicted whatever the turn order: here
+    session "a" went to the back of the turn after its grant, so the turn ("b", "a", "c") and
+    the order the sessions joined ("a", "b", "c") disagree.
+
+    The state machine's stored failure, minimised. It had "a" and "b" waiting with the *same*
+    arrival number, which the engine never hands out: which of them was newest was undefined,
+    and the scheduler (first in turn) and the reference (first joined) broke the tie apart."""
+    s = make(queue=3)
+    s.enqueue(NORMAL, "a", 1)
+    a = s.enqueue(NORMAL, "a", a_seq)
+    b = s.enqueue(NORMAL, "b", b_seq)
+    s.release()  # a's first waiter is granted: "a" goes to the back of the turn
+    c = s.enqueue(NORMAL, "c", 0)  # full again
+    s.enqueue(HIGH, "h", 4)
+    assert {"a": a.evicted, "b": b.evicted, "c": c.evicted} == {
+        "a": victim == "a",
+        "b": victim == "b",
+        "c": False,
+    }
+    check_invariants(s)
+
+
+def test_eviction_takes_the_newest_even_when_it_is_not_its_sessions_last() -> None:
+    """A waiter can queue behind a newer one of its session (back after waiting for a place):
+    the newest waiter is then not its session's last, and eviction still takes the highest
+    arrival number, then the next highest, then, the session in order again, its last."""
+    s = make(queue=3)
+    newest = s.enqueue(LOW, "s", 16)
+    behind = s.enqueue(LOW, "s", 14)  # arrived earlier, queued later
+    other = s.enqueue(LOW, "t", 15)
+    s.enqueue(HIGH, "h", 20)
+    assert (newest.evicted, other.evicted, behind.evicted) == (True, False, False)
+    s.enqueue(HIGH, "h", 21)
+    assert (other.evicted, behind.evicted) == (True, False)
+    check_invariants(s)
+    s.enqueue(HIGH, "h", 22)
+    assert behind.evicted
+    assert not s._classes[LOW].disordered  # the walk found every session in order
+    check_invariants(s)
 
 
 def test_has_room_follows_withdrawals_of_the_lower_class() -> None:

@@ -42,13 +42,13 @@ The scheduler is a counter plus queues of waiters; it knows nothing of clients o
 queued request is a small record (``Waiter``) in those queues while its task is parked once:
 on a bare future (asyncio) or on the task itself (trio's ``wait_task_rescheduled``). Leaving
 the queue is O(1) (amortized) whichever way (grant, cancellation, deadline, eviction; finding
-the newest waiter to evict scans the class's sessions): session queues are linked lists, the
-retry lane, the places queue and the timer's deadlines are heaps (the deadlines that come in
-order a deque) whose departed entries are skipped, then compacted away once they outnumber
-the live ones. A waiter removes itself when cancelled (its place is freed at once) and
-hands a slot it was granted but can no longer use straight back. It raises only
-the private ``QueueFull`` and ``QueueTimedOut``; the manager turns them into typed errors
-with the request's context.
+the newest waiter to evict scans the class's sessions, or its waiters while one of them queued
+behind a newer waiter of its session): session queues are linked lists, the retry lane, the
+places queue and the timer's deadlines are heaps (the deadlines that come in order a deque)
+whose departed entries are skipped, then compacted away once they outnumber the live ones.
+A waiter removes itself when cancelled (its place is freed at once) and hands a slot it was
+granted but can no longer use straight back. It raises only the private ``QueueFull`` and
+``QueueTimedOut``; the manager turns them into typed errors with the request's context.
 """
 
 from __future__ import annotations
@@ -221,7 +221,10 @@ class Scheduler:
         Args:
             rank: priority class, 0 (highest) to 2.
             session: session key; FIFO within it, round-robin between sessions.
-            seq: arrival sequence number (orders the retry lane).
+            seq: arrival sequence number, unique among queued waiters (the engine's arrival
+                counter): it orders the retry lane and says which waiter is the newest to
+                evict. A later arrival may carry an older number (a request back after
+                waiting for a place).
             retry: the request is coming back from a backoff: it skips the size check and
                 goes ahead of later arrivals in its class.
             claim: passed to the gate at grant time.

@@ -268,7 +268,7 @@ class ClassQueue:
     waiter's ``state`` before ``remove``.
     """
 
-    __slots__ = ("live", "order", "retries", "retry_live", "sessions")
+    __slots__ = ("disordered", "live", "order", "retries", "retry_live", "sessions")
 
     def __init__(self) -> None:
         self.live = 0  # waiters queued, retries included
@@ -276,6 +276,10 @@ class ClassQueue:
         self.retry_live = 0
         self.order = itertools.count()  # retries of equal seq keep their arrival order
         self.sessions: OrderedDict[str, Lane] = OrderedDict()
+        # Set when a waiter queues behind a newer one of its session (a request back after
+        # waiting for a place): that session's last waiter may not be its newest. Leaving
+        # never breaks the order, so only ``newest_fresh``'s full walk clears it.
+        self.disordered = False
 
     def push(self, waiter: Waiter) -> None:
         self.live += 1
@@ -289,6 +293,8 @@ class ClassQueue:
             return
         tail = lane.tail
         assert tail is not None
+        if waiter.seq < tail.seq:
+            self.disordered = True
         tail.next = waiter
         waiter.prev = tail
         lane.tail = waiter
@@ -353,16 +359,31 @@ class ClassQueue:
         waiter.prev = waiter.next = None
 
     def newest_fresh(self) -> Waiter | None:
-        """The most recently arrived waiter that is not a retry, or ``None``.
+        """The most recently arrived waiter that is not a retry (highest ``seq``), or ``None``.
 
-        The highest arrival sequence among the sessions' last waiters: O(sessions).
+        While each session's waiters are in arrival order, the newest of the sessions' last
+        waiters: O(sessions). After one queued out of order, every fresh waiter is compared,
+        O(fresh waiters), until a walk finds every session back in order.
         """
         newest: Waiter | None = None
+        if not self.disordered:
+            for lane in self.sessions.values():
+                tail = lane.tail
+                assert tail is not None
+                if newest is None or tail.seq > newest.seq:
+                    newest = tail
+            return newest
+        disordered = False
         for lane in self.sessions.values():
-            tail = lane.tail
-            assert tail is not None
-            if newest is None or tail.seq > newest.seq:
-                newest = tail
+            waiter = lane.head
+            while waiter is not None:
+                if newest is None or waiter.seq > newest.seq:
+                    newest = waiter
+                following = waiter.next
+                if following is not None and following.seq < waiter.seq:
+                    disordered = True
+                waiter = following
+        self.disordered = disordered
         return newest
 
     def waiters(self) -> Iterator[Waiter]:
