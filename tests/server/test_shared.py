@@ -87,3 +87,28 @@ async def test_a_stopped_turn_is_saved_for_the_other_instance(
             await client.turn("next")
     sent = [item.get("content") for item in sim.requests[-1].body["input"]]
     assert sent[-3:] == [LONG, text_of(frames), "next"]
+
+
+async def test_instances_share_one_rate_limit_budget(
+    sim: SimulatedProvider, redis_url: str, prefix: str
+) -> None:
+    """With redis_url the app's own manager takes its budgets from Redis: 60 RPM (a bucket of
+    one request) on two instances lets one turn through at once, not one per instance; the
+    second instance's turn waits for the shared refill (about a second)."""
+    import time
+
+    from llmpool import PoolConfig, RateLimitPolicy
+    from llmpool.redis import RedisBudgets
+
+    pool = PoolConfig(shutdown_grace=2.0, rate_limit=RateLimitPolicy(requests_per_minute=60))
+    shared = {"redis_url": redis_url, "redis_prefix": prefix, "pool": pool}
+    async with served(sim, **dict(shared)) as a, served(sim, **dict(shared)) as b:
+        assert isinstance(a.runtime.manager._engine.stores.budgets, RedisBudgets)
+        sim.clear_requests()
+        async with chat(a, "one") as on_a, chat(b, "two") as on_b:
+            await on_a.turn("first")
+            started = time.monotonic()
+            await on_b.turn("second")
+            waited = time.monotonic() - started
+    assert len(sim.requests) == 2
+    assert waited >= 0.8  # one request per (60 + 0.25) / 59 s from the shared bucket

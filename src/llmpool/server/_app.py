@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 import openai
@@ -25,6 +26,9 @@ from ._runtime import Runtime
 from ._shared import SharedSessions
 from ._socket import chat_endpoint
 
+if TYPE_CHECKING:
+    from llmpool.redis import RedisState
+
 __all__ = ["create_app"]
 
 
@@ -44,16 +48,13 @@ def _client_factory(config: ServerConfig) -> ClientFactory | None:
     return factory
 
 
-async def _shared_sessions(stack: AsyncExitStack, config: ServerConfig) -> SharedSessions:
-    """Open ``llmpool.redis`` on ``config.redis_url`` for the app's life."""
+def _redis_state(config: ServerConfig) -> RedisState:
+    """``llmpool.redis`` on ``config.redis_url`` (not opened yet)."""
     require("coredis", "redis", feature="llmpool.server with redis_url")
     from llmpool.redis import RedisState
 
     assert config.redis_url is not None
-    state = await stack.enter_async_context(
-        RedisState(config.redis_url, prefix=config.redis_prefix)
-    )
-    return SharedSessions(state, ttl=config.turn_lock_ttl, timeout=C.DEFAULT_STORE_TIMEOUT)
+    return RedisState(config.redis_url, prefix=config.redis_prefix)
 
 
 def create_app(
@@ -91,24 +92,32 @@ def create_app(
     registry = prometheus_client.CollectorRegistry()
     instrument = PrometheusInstrument(registry)
     owned = manager is None
+    # With redis_url, sessions are shared; so are the budgets of a manager the app creates
+    # (a manager given is the caller's: its stores are its own).
+    redis = None if config.redis_url is None else _redis_state(config)
     if manager is None:
         manager = ConnectionManager(
             config.pool,
             client_factory=client_factory or _client_factory(config),
             instruments=[instrument],
+            state=None if redis is None else redis.stores(),
         )
     runtime = Runtime(config, manager, registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if redis is not None:
+                await stack.enter_async_context(redis)  # before the manager that uses it
             if owned:
                 await stack.enter_async_context(runtime.manager)
             else:
                 runtime.manager.add_instrument(instrument)
                 stack.callback(runtime.manager.remove_instrument, instrument)
-            if config.redis_url is not None:
-                runtime.runner.shared = await _shared_sessions(stack, config)
+            if redis is not None:
+                runtime.runner.shared = SharedSessions(
+                    redis, ttl=config.turn_lock_ttl, timeout=C.DEFAULT_STORE_TIMEOUT
+                )
             stack.push_async_callback(runtime.aclose)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             runtime.start(task_group)

@@ -213,7 +213,7 @@ class ServerConfig(BaseModel):
     redis_url: str | None = Field(
         default=None,
         description="Redis shared by the instances (redis://host:port/db): conversations and "
-        "turn locks of every session; None: sessions are this process's.",
+        "turn locks of every session, and the rate-limit budgets; None: this process's.",
     )
     redis_prefix: str = Field(
         default="llmpool", min_length=1, description="First part of every Redis key."
