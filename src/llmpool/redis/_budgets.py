@@ -636,6 +636,7 @@ class RedisBudgets:
             # 100 µs less than a pipeline of one on coredis 6.9 (docs/redis.md, "Numbers").
             with anyio.fail_after(self.policy.redis_timeout):
                 return [await self._admit_call(None, batch[0])]
+
         def build(pipe: Any) -> list[Any]:
             calls: list[Any] = []
             for op in batch:
