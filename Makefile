@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 ARGS   ?=
 
-.PHONY: demo serve chat test lint typecheck pytest redis-server chromium bench bench-smoke clean
+.PHONY: demo demo-cluster serve chat test lint typecheck pytest redis-server chromium bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 ## make demo ARGS="--terminals 10 --requests 5": the main job, on the embedded simulated provider.
 demo: $(STAMP)
 	$(BIN)/llmpool demo $(ARGS)
+
+## make demo-cluster ARGS="--duration 30": 3 processes, each its own ConnectionManager, one
+## quota (120 RPM, 4 in flight) shared through a local redis-server (docs/demo.md).
+demo-cluster: $(STAMP) redis-server
+	$(BIN)/llmpool demo --instances 3 $(ARGS)
 
 ## make serve ARGS="--port 8001": the chat server (docs/server.md), on the simulated provider
 ## unless an endpoint is configured; Ctrl-C drains and stops it.

@@ -38,6 +38,7 @@ def test_every_example_is_tested() -> None:
         "prometheus.py",
         "server_app.py",
         "realtime_relay.py",
+        "multi_instance.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
@@ -112,3 +113,18 @@ def test_realtime_relay() -> None:
     assert '"response.create"' in sent[2]
     assert "the upstream saw the key: True" in out
     assert "the upstream saw the token: False" in out
+
+
+def test_multi_instance() -> None:
+    """Two managers on one Redis share 600 RPM: all 40 requests complete, the provider saw
+    each once, and no second holds more than the shared bucket allows (10 + 9.8/s x 1.25 s)."""
+    out = run_example("multi_instance.py")
+    assert "instance A: 20 completed" in out
+    assert "instance B: 20 completed" in out
+    assert "total: 40 completed" in out
+    assert "the provider saw 40 requests" in out
+    line = out.split("arrivals per second: [", 1)[1].split("]", 1)[0]
+    per_second = [int(n) for n in line.split(",")]
+    assert sum(per_second) == 40
+    assert max(per_second) <= 22
+    assert len(per_second) >= 3, "one shared quota: the 40th arrives >= 2.8 s after the first"

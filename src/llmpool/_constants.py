@@ -94,6 +94,19 @@ DEMO_MODEL: Final = "gpt-4o-mini"
 # attempts fail (seeds 1-10 all pass; 7 shows every fault kind).
 DEMO_SEED: Final = 7
 DEMO_SIMULATOR_API_KEY: Final = "sk-llmpool-demo"
+# `llmpool demo --instances N` (docs/demo.md): N processes sharing one small quota on Redis,
+# their callers offering several times it. `make demo-cluster` runs 3 instances.
+DEMO_CLUSTER_INSTANCES: Final = 3
+DEMO_CLUSTER_CALLERS: Final = 4  # per instance, each sending back to back
+DEMO_CLUSTER_DURATION: Final = 15.0  # seconds the callers keep sending new requests
+DEMO_CLUSTER_RPM: Final = 120
+DEMO_CLUSTER_TPM: Final = 40_000
+DEMO_CLUSTER_CONCURRENCY: Final = 4  # requests in flight at once, all instances together
+DEMO_CLUSTER_MAX_OUTPUT_TOKENS: Final = 64  # each request's cap: its token estimate's bound
+# Seconds of simulated service time: 2 requests/s (120 RPM) of 1-3 s keep ~4 in flight, so
+# the global cap binds as well as the RPM.
+DEMO_CLUSTER_LATENCY_MIN: Final = 1.0
+DEMO_CLUSTER_LATENCY_MAX: Final = 3.0
 
 # Recovering streams (docs/recovery.md): rebuilds of the input after a 404 "Item with id … not
 # found" / previous_response_not_found, per stream.

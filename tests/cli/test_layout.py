@@ -13,15 +13,17 @@ CLI = SRC / "_cli"
 # The demo's modules, bottom first, as src/llmpool/_cli/demo/__init__.py lists them.
 DEMO_LAYERS = [
     "_options", "_results", "_hop", "_summary", "_drive", "_client", "_via_server", "_report",
-    "_run", "_command",
+    "_run", "_windows", "_instance", "_cluster", "_command",
 ]  # fmt: skip
 # What the CLI may import from llmpool besides its own modules: the public API (instrument
-# events included), the defaults, the extras helper and the simulated provider.
+# events included), the defaults, the extras helper, the simulated provider and llmpool.redis
+# (--instances).
 CLI_MAY_IMPORT = {
     "llmpool",
     "llmpool._constants",
     "llmpool._extras",
     "llmpool.instrumentation",
+    "llmpool.redis",
     "llmpool.server",
     "llmpool.testing",
 }

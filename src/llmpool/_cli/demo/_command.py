@@ -18,6 +18,7 @@ from llmpool import PoolConfig, Priority, RetryPolicy
 from llmpool import _constants as C
 from llmpool._cli._command import Command, UsageError
 
+from ._cluster import run_cluster
 from ._options import (
     DEFAULT_FAULT_PLAN,
     DEFAULT_MODEL,
@@ -25,11 +26,12 @@ from ._options import (
     DEFAULT_SEED,
     DEFAULT_STAGGER,
     DEFAULT_TERMINALS,
+    ClusterOptions,
     DemoOptions,
 )
 from ._run import run_demo
 
-__all__ = ["COMMAND", "add_arguments", "options_from", "run"]
+__all__ = ["COMMAND", "add_arguments", "cluster_options_from", "options_from", "run"]
 
 _DEMO_DESCRIPTION = """\
 Many terminals, one connection manager: N terminals (sessions terminal-1 ...) each send M
@@ -39,6 +41,10 @@ manager's stats; exits 0 only if every request completed.
 
 Without --base-url (or OPENAI_BASE_URL) it runs against the simulated provider started
 in-process, with 429s carrying Retry-After, some 500/503 answers and 0.2-0.8 s latency.
+
+With --instances N it runs N processes instead, each with its own ConnectionManager, sharing
+one small quota through a local Redis (llmpool.redis), and shows what the provider saw
+against it; exits 0 only if every request completed and no window went over the quota.
 """
 
 _DEMO_EPILOG = """\
@@ -46,6 +52,7 @@ examples:
   llmpool demo --terminals 10 --requests 5
   llmpool demo --no-faults --json
   llmpool demo --via-server --terminals 10 --backend trio
+  llmpool demo --instances 3 --duration 20 --rpm 120
   llmpool demo --fault-plan '{"error_rates": {"503": 0.2}, "rate_limit_rate": 0.1}'
   llmpool demo --fault-plan @faults.json --seed 42
   OPENAI_API_KEY=sk-... llmpool demo --base-url https://api.openai.com/v1
@@ -65,6 +72,11 @@ def _seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
     return value
+
+
+def _given(value: float | None, default: float) -> float:
+    """An option's value, or its default where the two modes differ (``--latency-*``)."""
+    return default if value is None else value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -135,6 +147,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "otherwise; a wrong key makes the simulator answer 401)",
     )  # fmt: skip
 
+    cluster = p.add_argument_group(
+        "several instances (--instances: processes sharing one quota through Redis; "
+        "uses --model, --backend, --seed, --latency-*)"
+    )
+    cluster.add_argument(
+        "--instances", type=_positive_int, default=None, metavar="N",
+        help="run N processes, each its own ConnectionManager on one local Redis "
+        "(redis-server, the 'redis' extra), sharing the quota below; no terminals "
+        f"(default: off; make demo-cluster: {C.DEMO_CLUSTER_INSTANCES})",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--callers", type=_positive_int, default=C.DEMO_CLUSTER_CALLERS, metavar="N",
+        help="callers per instance, each sending back to back (default: %(default)s)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--duration", type=_seconds, default=C.DEMO_CLUSTER_DURATION, metavar="SECONDS",
+        help="seconds the callers send new requests; queued ones then finish "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--rpm", type=_positive_int, default=C.DEMO_CLUSTER_RPM, metavar="N",
+        help="shared requests per minute, all instances (default: %(default)s)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--tpm", type=_positive_int, default=C.DEMO_CLUSTER_TPM, metavar="N",
+        help="shared tokens per minute, all instances (default: %(default)s)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--global-concurrency", type=_positive_int, default=C.DEMO_CLUSTER_CONCURRENCY,
+        metavar="N", help="requests in flight at once, all instances (default: %(default)s)",
+    )  # fmt: skip
+
     pool = p.add_argument_group("the pool (llmpool.PoolConfig)")
     pool.add_argument(
         "--pool-size", type=_positive_int, default=C.DEFAULT_POOL_SIZE, metavar="N",
@@ -163,12 +207,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seed of the simulator's random faults and latencies (default: %(default)s)",
     )  # fmt: skip
     sim.add_argument(
-        "--latency-min", type=_seconds, default=DEFAULT_FAULT_PLAN["latency_min"],
-        metavar="SECONDS", help="shortest simulated service time (default: %(default)s)",
+        "--latency-min", type=_seconds, default=None, metavar="SECONDS",
+        help="shortest simulated service time (default: "
+        f"{DEFAULT_FAULT_PLAN['latency_min']}; with --instances {C.DEMO_CLUSTER_LATENCY_MIN})",
     )  # fmt: skip
     sim.add_argument(
-        "--latency-max", type=_seconds, default=DEFAULT_FAULT_PLAN["latency_max"],
-        metavar="SECONDS", help="longest simulated service time (default: %(default)s)",
+        "--latency-max", type=_seconds, default=None, metavar="SECONDS",
+        help="longest simulated service time (default: "
+        f"{DEFAULT_FAULT_PLAN['latency_max']}; with --instances {C.DEMO_CLUSTER_LATENCY_MAX})",
     )  # fmt: skip
     sim.add_argument(
         "--no-faults", action="store_true",
@@ -206,8 +252,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         raise UsageError(str(exc)) from exc
     plan: dict[str, Any] = {
         **DEFAULT_FAULT_PLAN,
-        "latency_min": args.latency_min,
-        "latency_max": args.latency_max,
+        "latency_min": _given(args.latency_min, DEFAULT_FAULT_PLAN["latency_min"]),
+        "latency_max": _given(args.latency_max, DEFAULT_FAULT_PLAN["latency_max"]),
         "seed": args.seed,
     }
     if args.no_faults or args.fault_plan is not None:
@@ -232,14 +278,49 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
     )
 
 
+def cluster_options_from(args: argparse.Namespace) -> ClusterOptions:
+    """The ``ClusterOptions`` of parsed ``llmpool demo --instances N`` arguments.
+
+    Raises:
+        UsageError: ``--instances`` with an option it cannot honour (``--via-server``,
+            ``--base-url``, ``--json``).
+    """
+    for given, flag in (
+        (args.via_server, "--via-server"),
+        (args.base_url is not None, "--base-url"),
+        (args.json, "--json"),
+    ):
+        if given:
+            raise UsageError(f"--instances runs on the simulated provider only: drop {flag}")
+    return ClusterOptions(
+        instances=args.instances,
+        callers=args.callers,
+        duration=args.duration,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        concurrency=args.global_concurrency,
+        model=args.model,
+        latency_min=_given(args.latency_min, C.DEMO_CLUSTER_LATENCY_MIN),
+        latency_max=_given(args.latency_max, C.DEMO_CLUSTER_LATENCY_MAX),
+        seed=args.seed,
+        backend=args.backend,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``llmpool demo``: 0 if every request completed, 1 if one failed.
 
+    With ``--instances``: 0 only if, as well, the provider saw no overshoot of the quota.
+
     Raises:
-        UsageError: the pool options do not make a valid ``PoolConfig``.
-        SetupError: no API key for a real endpoint, or a fault plan the simulator rejects.
+        UsageError: the pool options do not make a valid ``PoolConfig``; ``--instances``
+            with ``--via-server``, ``--base-url`` or ``--json``.
+        SetupError: no API key for a real endpoint, or a fault plan the simulator rejects;
+            for ``--instances``, no redis-server on PATH or an instance that failed to start.
         MissingExtraError: an extra the demo needs is not installed.
     """
+    if args.instances is not None:
+        return run_cluster(cluster_options_from(args))
     return run_demo(options_from(args))
 
 

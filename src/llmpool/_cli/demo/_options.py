@@ -14,6 +14,7 @@ from llmpool import PoolConfig, Priority
 from llmpool import _constants as C
 
 __all__ = [
+    "CLUSTER_PREFIX",
     "DEFAULT_FAULT_PLAN",
     "DEFAULT_MODEL",
     "DEFAULT_REQUESTS",
@@ -25,6 +26,7 @@ __all__ = [
     "SIMULATOR_API_KEY",
     "Api",
     "Backend",
+    "ClusterOptions",
     "DemoOptions",
     "terminal_priority",
 ]
@@ -47,6 +49,9 @@ DEFAULT_FAULT_PLAN: Final[Mapping[str, Any]] = {
     "rpm_limit": 600,
 }
 """The simulator's default ``FaultPlan`` fields (the seed is added from ``--seed``)."""
+
+CLUSTER_PREFIX: Final = "llmpool-demo"
+"""The Redis key prefix of ``--instances``: every instance's budgets under one namespace."""
 
 HOP_SESSION: Final = "terminal-hop"
 """The session id of the hopping terminal (``_hop``)."""
@@ -108,3 +113,49 @@ class DemoOptions:
 def terminal_priority(number: int, forced: Priority | None = None) -> Priority:
     """The priority of terminal ``number`` (1-based): ``forced``, or high/normal/low in turn."""
     return forced if forced is not None else _PRIORITY_CYCLE[(number - 1) % len(_PRIORITY_CYCLE)]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """What ``llmpool demo --instances N`` was asked to do (see ``docs/demo.md``).
+
+    N processes, each with its own ``ConnectionManager`` on one ``RedisState``, share one
+    quota: ``rpm`` and ``tpm`` for the model, ``concurrency`` requests in flight at once.
+    Each instance's ``callers`` send requests back to back for ``duration`` seconds, far more
+    than the quota admits; the requests still queued then finish before the report.
+
+    Attributes:
+        instances: worker processes (``instance-1`` …), at least 1.
+        callers: callers per instance, each sending one request after the other, at least 1.
+        duration: seconds the callers keep sending new requests.
+        rpm: the shared requests-per-minute limit (``RateLimitPolicy.requests_per_minute``).
+        tpm: the shared tokens-per-minute limit (``RateLimitPolicy.tokens_per_minute``).
+        concurrency: requests in flight at once, every instance together
+            (``SharedBudgetPolicy.concurrency``).
+        max_output_tokens: each request's ``max_output_tokens``: its token estimate's bound.
+        model: the model named in every request.
+        latency_min: the simulated provider's shortest service time, seconds.
+        latency_max: its longest service time, seconds.
+        seed: the seed of its latencies.
+        backend: the anyio backend of every instance, ``"asyncio"`` or ``"trio"``.
+        prefix: the Redis key prefix the instances share.
+    """
+
+    instances: int = C.DEMO_CLUSTER_INSTANCES
+    callers: int = C.DEMO_CLUSTER_CALLERS
+    duration: float = C.DEMO_CLUSTER_DURATION
+    rpm: int = C.DEMO_CLUSTER_RPM
+    tpm: int = C.DEMO_CLUSTER_TPM
+    concurrency: int = C.DEMO_CLUSTER_CONCURRENCY
+    max_output_tokens: int = C.DEMO_CLUSTER_MAX_OUTPUT_TOKENS
+    model: str = DEFAULT_MODEL
+    latency_min: float = C.DEMO_CLUSTER_LATENCY_MIN
+    latency_max: float = C.DEMO_CLUSTER_LATENCY_MAX
+    seed: int = DEFAULT_SEED
+    backend: Backend = "asyncio"
+    prefix: str = CLUSTER_PREFIX
+
+    @property
+    def names(self) -> list[str]:
+        """The instances' names, ``instance-1`` to ``instance-N``."""
+        return [f"instance-{n}" for n in range(1, self.instances + 1)]
