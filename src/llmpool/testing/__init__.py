@@ -1,5 +1,8 @@
 """A simulated OpenAI-compatible provider: a real HTTP server with injectable faults.
 
+Also ``RedisServer``: a real redis-server on a free loopback port, that can be killed and
+restarted, for tests and benchmarks across processes.
+
 Needs the ``testing`` extra (``pip install 'llmpool[testing]'``: Starlette, uvicorn and
 wsproto, uvicorn's WebSocket protocol for the Realtime endpoint)::
 
@@ -25,6 +28,7 @@ del require
 from ._faults import FaultPlan, ScriptedFault  # noqa: E402  (after the extras check)
 from ._realtime_plan import RealtimeFault, RealtimePlan  # noqa: E402
 from ._records import RecordedFrame, RecordedRealtimeSession, RecordedRequest  # noqa: E402
+from ._redis_server import RedisServer  # noqa: E402
 from ._server import SimulatedProvider  # noqa: E402
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "RecordedFrame",
     "RecordedRealtimeSession",
     "RecordedRequest",
+    "RedisServer",
     "ScriptedFault",
     "SimulatedProvider",
 ]
@@ -45,6 +50,7 @@ for _exported in (
     RecordedFrame,
     RecordedRealtimeSession,
     RecordedRequest,
+    RedisServer,
     ScriptedFault,
     SimulatedProvider,
 ):
