@@ -3,7 +3,8 @@
 Modes: ``--smoke`` (seconds; what ``make test`` runs: it checks the suite works and its results
 are well formed, never timing), ``--quick`` (one repeat, ~8 min), default full (``make bench``,
 ~25 min: 5 throughput repeats, 30 overhead alternations; the ``relay``
-scenario adds ~4 min to a quick run, more to a full one). ``--scenario NAME`` (repeatable) runs
+scenario adds ~4 min to a quick run, more to a full one; ``cluster`` ~4 min to a quick run
+(70 s runs), ~13 min to a full one (120 s runs, LiteLLM's two settings, Redis killed)). ``--scenario NAME`` (repeatable) runs
 some scenarios only; ``--from-results full.json ws.json`` renders the page from one run with
 another run's scenarios added (each then says where it comes from).
 """
