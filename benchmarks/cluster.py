@@ -153,6 +153,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             for instance in instances:
                 instance.read(READY_TIMEOUT)
             start = time.monotonic() + START_DELAY
+            start_utc = time.time() + START_DELAY
             for instance in instances:
                 instance.write({"start_at": start})
             events: list[str] = []
@@ -172,6 +173,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return {"params": params, **latency_summary(results[0])}
     out = analyze(records, results, start=start, spec=spec)
     out["params"] = params
+    out["start_utc"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_utc))
+    out["start_second_of_minute"] = round(start_utc % 60.0, 3)  # LiteLLM counts per minute
     if mode == "kill":
         out["kill"] = {"at": spec["kill_at"], "back": spec["back_at"], "events": events}
     return out
@@ -242,20 +245,20 @@ def analyze(
         outcomes[record.outcome] = outcomes.get(record.outcome, 0) + 1
         by_instance.setdefault(record.headers.get(INSTANCE_HEADER, "?"), []).append(record)
     errors: dict[str, int] = {}
-    samples: dict[str, str] = {}
+    kinds: dict[str, int] = {}
     instances = []
     for result in results:
         for name, count in result["errors"].items():
             errors[name] = errors.get(name, 0) + count
-        for name, text in result.get("error_samples", {}).items():
-            samples.setdefault(name, text)
+        for kind, count in result.get("error_kinds", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
         mine = by_instance.get(str(result["index"]), [])
         instances.append(
             {
                 **{
                     k: v
                     for k, v in result.items()
-                    if not k.endswith("_per_second") and k != "error_samples"
+                    if not k.endswith("_per_second") and k != "error_kinds"
                 },
                 "provider_requests": len(mine),
                 "provider_tokens": sum(r.usage_tokens or 0 for r in mine),
@@ -290,7 +293,7 @@ def analyze(
         },
         "goodput": goodput(records, start, end, rpm, tpm),
         "errors": dict(sorted(errors.items())),
-        "error_samples": samples,
+        "error_kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
         "calls": {
             "sent": sum(r["sent"] for r in results),
             "ok": sum(r["ok"] for r in results),

@@ -250,10 +250,13 @@ def _litellm_settings(cluster: dict[str, Any]) -> list[str]:
             {**p, "base_url": "<provider>/v1", "redis_url": "redis://127.0.0.1:<port>/0"}
         )
         shown = {k: v for k, v in kwargs.items() if k != "model_list"}
+        arguments = ", ".join(
+            f"{k}={v if k == 'redis_port' else repr(v)}" for k, v in shown.items()
+        )
         params = kwargs["model_list"][0]["litellm_params"]
         held = p["processes"] * params["max_parallel_requests"]
         out.append(
-            f"- `{variant}`: `Router({', '.join(f'{k}={v!r}' for k, v in shown.items())})`, one "
+            f"- `{variant}`: `Router({arguments})`, one "
             f"deployment `{params['model']}` with `rpm={params['rpm']}`, `tpm={params['tpm']}`, "
             f"`max_parallel_requests={params['max_parallel_requests']}` (per Router instance: "
             f"{p['processes']} instances may hold {held}) and a fixed `model_info.id`, so "
@@ -265,8 +268,9 @@ def _litellm_settings(cluster: dict[str, Any]) -> list[str]:
 def _run_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     out = [
         "| variant | mode | RPM peak (over) | TPM peak (over) | in flight peak (over) | "
-        "goodput per 60 s window | calls ok / sent | refused or failed |",
-        "|---|---|---:|---:|---:|---|---:|---|",
+        "goodput per 60 s window (over 100 %: overshoot) | calls ok / sent | refused or failed "
+        "| start: s into its UTC minute |",
+        "|---|---|---:|---:|---:|---|---:|---|---:|",
     ]
     for variant, run in runs.items():
         peaks, over = run["peaks"], run["overshoot"]
@@ -275,9 +279,21 @@ def _run_table(runs: dict[str, dict[str, Any]]) -> list[str]:
             f"| {variant} | {run['mode']} | {_over(peaks['requests'], over['rpm'])} | "
             f"{_over(peaks['tokens'], over['tpm'])} | "
             f"{_over(peaks['concurrency'], over['concurrency'])} | {_goodput(run)} | "
-            f"{run['calls']['ok']:,} / {run['calls']['sent']:,} | {errors} |"
+            f"{run['calls']['ok']:,} / {run['calls']['sent']:,} | {errors} | "
+            f":{run.get('start_second_of_minute', 0.0):04.1f} |"
         )
     return out
+
+
+def _refusals(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """What the refused or failed calls said, by kind (numbers blanked out as N)."""
+    out: list[str] = []
+    for variant, run in runs.items():
+        kinds = run.get("error_kinds") or {}
+        if kinds:
+            listed = "; ".join(f"{count:,} x `{kind}`" for kind, count in kinds.items())
+            out.append(f"- `{variant}`: {listed}")
+    return ["What the refused calls said:", "", *out, ""] if out else []
 
 
 def _instances(runs: dict[str, dict[str, Any]]) -> list[str]:
@@ -339,12 +355,28 @@ def section(cluster: dict[str, Any]) -> list[str]:
     if runs:
         out += _run_table(runs)
         out += [""]
+        out += _refusals(runs)
     notes = {v: r["note"] for v, r in runs.items() if r.get("note")}
     for variant, note in notes.items():
         out += [f"`{variant}` ran in `{runs[variant]['mode']}` mode: {note}.", ""]
     lite = cluster["litellm"]
     if lite["status"] == "measured":
-        out += ["LiteLLM's settings:", ""]
+        out += [
+            "LiteLLM's settings: its Router with Redis, two ways LiteLLM offers to hold "
+            "deployments to their `rpm`/`tpm` across instances. `usage-based-routing-v2` is "
+            'the routing strategy documented for it (its source: "meant to work across '
+            'instances", counters incremented in Redis; Redis writes batched every 0.1 s); '
+            '`enforce_model_rate_limits` is the pre-call check that "actively enforces those '
+            'limits across ALL routing strategies". Both count per UTC minute (keys '
+            "`<id>:<model>:rpm:<HH-MM>`), and tokens after each call, from its usage: a "
+            "sliding window across the turn of a minute can hold two minutes' worth, so "
+            "their peaks depend on where in its UTC minute a run starts (the table's last "
+            "column). "
+            "`max_parallel_requests` is LiteLLM's only concurrency limit, a semaphore per "
+            "Router: per instance, not global. `num_retries=0`: a refused call goes back to "
+            "its caller at once (LiteLLM does not queue).",
+            "",
+        ]
         out += _litellm_settings(cluster)
         out += [""]
     else:
@@ -363,7 +395,9 @@ def section(cluster: dict[str, Any]) -> list[str]:
             "",
         ]
         out += _run_table({variant: run})
-        out += ["", "Requests arriving at the provider and errors at the callers, per second:", ""]
+        out += [""]
+        out += _refusals({variant: run})
+        out += ["Requests arriving at the provider and errors at the callers, per second:", ""]
         out += _timeline(run)
         out += [""]
     latency = cluster.get("latency")

@@ -38,6 +38,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -54,6 +55,8 @@ ECHOED_WORDS: Final = 50  # the simulated reply echoes 200 characters: 50 words 
 REPLY_WORDS: Final = 3 + ECHOED_WORDS  # "Simulated reply to: " + the echo
 LLMPOOL_VARIANTS: Final = ("llmpool", "llmpool-split", "llmpool-local")
 LITELLM_VARIANTS: Final = ("litellm", "litellm-enforce")
+KIND_CHARS: Final = 120  # of an error's message, to tell one refusal from another
+MAX_KINDS: Final = 8
 
 Send = Callable[[int], Awaitable[None]]  # one call of a size class (0 small, 1 large)
 
@@ -239,7 +242,7 @@ class Tally:
         self.sent = 0
         self.ok = 0
         self.errors: dict[str, int] = {}
-        self.samples: dict[str, str] = {}  # the first message of each error type
+        self.kinds: dict[str, int] = {}  # errors by type and message, numbers blanked out
         self.latencies: list[float] = []
         self.ok_per_second = [0] * seconds
         self.errors_per_second = [0] * seconds
@@ -252,7 +255,7 @@ class Tally:
             "sent": self.sent,
             "ok": self.ok,
             "errors": dict(sorted(self.errors.items())),
-            "error_samples": self.samples,
+            "error_kinds": self.kinds,
             "latency_ms": {k: v * 1000 for k, v in percentiles(self.latencies).items()},
             "ok_per_second": self.ok_per_second,
             "errors_per_second": self.errors_per_second,
@@ -282,7 +285,11 @@ async def run_callers(spec: dict[str, Any], send: Send, start: float) -> dict[st
             except Exception as exc:
                 name = type(exc).__name__
                 tally.errors[name] = tally.errors.get(name, 0) + 1
-                tally.samples.setdefault(name, str(exc)[:300])
+                text = re.sub(r"\s+", " ", re.sub(r"\d+(\.\d+)?", "N", str(exc)))
+                kind = f"{name}: {text[:KIND_CHARS]}"
+                if kind not in tally.kinds and len(tally.kinds) >= MAX_KINDS:
+                    kind = f"{name}: (other messages)"
+                tally.kinds[kind] = tally.kinds.get(kind, 0) + 1
                 tally.errors_per_second[tally.second(start, time.monotonic())] += 1
             else:
                 done = time.monotonic()

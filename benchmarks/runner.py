@@ -445,7 +445,11 @@ def run_cluster(settings: Settings, log: Any) -> dict[str, Any]:
         log("  " + cluster_report.run_line(result))
     for variant in runnable(settings.cluster_kill):
         spec = {**base, "variant": variant, "mode": "kill"}
-        spec.update(kill_at=settings.cluster_kill_at, back_at=settings.cluster_back_at)
+        seconds = settings.cluster_seconds  # a shorter --cluster-seconds moves the outage in
+        spec.update(
+            kill_at=min(settings.cluster_kill_at, 0.35 * seconds),
+            back_at=min(settings.cluster_back_at, 0.65 * seconds),
+        )
         result = out["kill"][variant] = measure(spec)
         log("  " + cluster_report.run_line(result))
     result = out["latency"] = measure(
