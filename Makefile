@@ -66,7 +66,7 @@ redis-server:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server \
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }; \
 	else \
-	  echo "llmpool.redis's tests need redis-server on PATH: install the 'redis-server'" \
+	  echo "llmpool.redis's tests and the cluster benchmark need redis-server on PATH: install the 'redis-server'" \
 	    "package (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2; \
 	  exit 1; \
 	fi
@@ -99,11 +99,12 @@ $(BENCH_STAMP): pyproject.toml benchmarks/litellm-deps.txt | $(STAMP)
 	  || echo "litellm not installed: the benchmarks will skip the LiteLLM Router column"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+## The cluster scenario runs a real redis-server (llmpool.testing.RedisServer), as the tests do.
+bench: $(BENCH_STAMP) redis-server
 	$(BIN)/python -m benchmarks $(ARGS)
 
 ## Seconds: checks the suite runs and writes well-formed results; times nothing.
-bench-smoke: $(STAMP)
+bench-smoke: $(STAMP) redis-server
 	$(BIN)/python -m benchmarks --smoke
 
 clean:

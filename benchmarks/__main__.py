@@ -3,9 +3,11 @@
 Modes: ``--smoke`` (seconds; what ``make test`` runs: it checks the suite works and its results
 are well formed, never timing), ``--quick`` (one repeat, ~8 min), default full (``make bench``,
 ~25 min: 5 throughput repeats, 30 overhead alternations; the ``relay``
-scenario adds ~4 min to a quick run, more to a full one). ``--scenario NAME`` (repeatable) runs
-some scenarios only; ``--from-results full.json ws.json`` renders the page from one run with
-another run's scenarios added (each then says where it comes from).
+scenario adds ~4 min to a quick run, more to a full one; ``cluster`` ~4 min to a quick run
+(70 s runs) and ~12 min to a full one (120 s runs, LiteLLM's two settings, Redis killed)).
+``--scenario NAME`` (repeatable) runs some scenarios only; ``--from-results full.json
+ws.json`` renders the page from one run with another run's scenarios added (each then says
+where it comes from).
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .clusterproc import LITELLM_VARIANTS, LLMPOOL_VARIANTS
 from .runner import SCENARIOS, Settings, run_all
+
+CLUSTER_VARIANTS = LLMPOOL_VARIANTS + LITELLM_VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -53,6 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="S",
         help="seconds of each measurement window (throughput, storm and priority)",
     )
+    parser.add_argument(
+        "--cluster-variant",
+        action="append",
+        choices=CLUSTER_VARIANTS,
+        help="the cluster scenario's variants (repeatable; default: the mode's)",
+    )
+    parser.add_argument(
+        "--cluster-seconds", type=float, metavar="S", help="length of each cluster run"
+    )
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/)")
     parser.add_argument(
         "--docs",
@@ -79,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["repeats"] = args.repeats
     if args.alternations is not None:
         overrides["overhead_alternations"] = args.alternations
+    if args.cluster_variant is not None:
+        overrides["cluster_variants"] = tuple(args.cluster_variant)
+    if args.cluster_seconds is not None:
+        overrides["cluster_seconds"] = args.cluster_seconds
     if args.duration is not None:
         overrides.update(
             duration=args.duration, storm_seconds=args.duration, priority_seconds=args.duration

@@ -3,8 +3,8 @@
 ``evaluate`` checks the issue's targets; ``validate`` checks a document is well formed (what
 ``--smoke`` asserts: never timing); ``markdown`` renders the page; ``chart`` draws
 throughput and CPU per request per client (matplotlib, from the ``bench`` extra). The
-``overhead``, ``ws`` and ``relay`` scenarios' parts of each are in ``overhead_report.py``,
-``ws_report.py`` and ``relay_report.py``.
+``overhead``, ``ws``, ``relay`` and ``cluster`` scenarios' parts of each are in
+``overhead_report.py``, ``ws_report.py``, ``relay_report.py`` and ``cluster_report.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import overhead_report, relay_report, ws_report
+from . import cluster_report, overhead_report, relay_report, ws_report
 
 NOTES = Path(__file__).with_name("NOTES.md")
 """Hand-written findings (profiles, fixes) inserted into the generated page."""
@@ -174,6 +174,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
     relay = scenarios.get("relay")
     if relay is not None:
         rows += relay_report.targets(relay)
+    cluster = scenarios.get("cluster")
+    if cluster is not None:
+        rows += cluster_report.targets(cluster)
     return rows
 
 
@@ -235,6 +238,9 @@ def validate(doc: dict[str, Any]) -> list[str]:
     relay = scenarios.get("relay")
     if relay is not None:
         problems += relay_report.problems(relay)
+    cluster = scenarios.get("cluster")
+    if cluster is not None:
+        problems += cluster_report.problems(cluster)
     prio = scenarios.get("priority")
     if prio is not None:
         for name, c in prio["by_class"].items():
@@ -301,6 +307,8 @@ def markdown(doc: dict[str, Any], *, results_path: str, chart_path: str | None) 
         out += ws_report.section(scenarios["ws"])
     if "relay" in scenarios:
         out += relay_report.section(scenarios["relay"])
+    if "cluster" in scenarios:
+        out += cluster_report.section(scenarios["cluster"])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -313,8 +321,10 @@ make bench                                  # installs the bench extra + LiteLLM
 .venv/bin/python -m benchmarks --scenario overhead --alternations 60   # narrower intervals
 .venv/bin/python -m benchmarks.sampler responses stream   # where llmpool's CPU goes, in situ
 .venv/bin/python -m benchmarks --quick --scenario relay --output benchmarks/results/relay.json
+.venv/bin/python -m benchmarks --scenario cluster --output benchmarks/results/cluster.json # 12 min
 .venv/bin/python -m benchmarks --from-results benchmarks/results/full.json \
-    benchmarks/results/ws.json benchmarks/results/relay.json    # re-render docs (this page)
+    benchmarks/results/ws.json benchmarks/results/relay.json \
+    benchmarks/results/cluster.json    # re-render docs (this page)
 ```
 
 `make bench` installs `.[bench]` (matplotlib, uvloop, httptools, pyinstrument), then LiteLLM:

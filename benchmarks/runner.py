@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import relay_report, ws_report
+from . import cluster_report, relay_report, ws_report
 from .clients import VARIANTS, litellm_available
 from .design import balanced_order
 
@@ -38,6 +38,7 @@ SCENARIOS = (
     "priority",
     "ws",
     "relay",
+    "cluster",
 )
 """Scenario names, in run order (``--scenario NAME`` picks some)."""
 
@@ -85,6 +86,20 @@ class Settings:
     relay_fuzz_early: int = 64  # frames sent before session.created, at most
     relay_fuzz_after: int = 8  # frames sent after it, at most
     relay_fuzz_direct: int = 200  # the control: the same sessions, direct to the upstream
+    cluster_processes: int = 3  # app instances sharing one quota (the cluster scenario)
+    cluster_callers: int = 64  # callers per instance
+    cluster_offered: float = 5.0  # all callers together offer this many times the quota
+    cluster_rpm: int = 600
+    cluster_tpm: int = 200_000
+    cluster_concurrency: int = 8  # requests in flight at the provider, at most
+    cluster_seconds: float = 120.0  # one run; 60 s windows wholly inside it are judged
+    cluster_latency: tuple[float, float] = (0.05, 0.15)  # the provider's service time, s
+    cluster_variants: tuple[str, ...] = ("llmpool", "litellm", "litellm-enforce")
+    cluster_kill: tuple[str, ...] = ("llmpool", "litellm")  # runs with Redis killed mid-run
+    cluster_kill_at: float = 40.0  # seconds into the run
+    cluster_back_at: float = 55.0
+    cluster_latency_rounds: int = 20  # admission latency: interleaved rounds
+    cluster_latency_requests: int = 50  # sequential calls per manager per round
 
     @classmethod
     def for_mode(cls, mode: str) -> Settings:
@@ -124,6 +139,15 @@ class Settings:
                 relay_warm=0.1,
                 relay_fuzz_sessions=30,
                 relay_fuzz_direct=10,
+                cluster_processes=2,
+                cluster_callers=4,
+                cluster_seconds=2.0,
+                cluster_variants=("llmpool",),
+                cluster_kill=("llmpool",),
+                cluster_kill_at=0.7,
+                cluster_back_at=1.3,
+                cluster_latency_rounds=2,
+                cluster_latency_requests=10,
             )
         if mode == "quick":
             return cls(
@@ -145,6 +169,12 @@ class Settings:
                 ws_rounds=10,
                 relay_rounds=9,
                 relay_seconds=2.0,
+                cluster_seconds=70.0,  # at least one whole 60 s window
+                cluster_variants=("llmpool", "litellm"),
+                cluster_kill=("llmpool",),
+                cluster_kill_at=25.0,
+                cluster_back_at=35.0,
+                cluster_latency_rounds=10,
             )
         return cls(
             mode="full",
@@ -380,6 +410,62 @@ def run_relay(
     return result
 
 
+def run_cluster(settings: Settings, log: Any) -> dict[str, Any]:
+    """Instances sharing one quota, counted at the provider; LiteLLM beside (``cluster.py``)."""
+    base = {
+        "kind": "cluster",
+        "processes": settings.cluster_processes,
+        "callers": settings.cluster_callers,
+        "offered_factor": settings.cluster_offered,
+        "rpm": settings.cluster_rpm,
+        "tpm": settings.cluster_tpm,
+        "concurrency": settings.cluster_concurrency,
+        "duration": settings.cluster_seconds,
+        "latency_min": settings.cluster_latency[0],
+        "latency_max": settings.cluster_latency[1],
+    }
+    litellm: dict[str, Any] = {"status": "measured"}
+    wanted = settings.cluster_variants + settings.cluster_kill
+    if not any(v.startswith("litellm") for v in wanted):
+        litellm = {"status": "skipped", "reason": f"not run in {settings.mode} mode"}
+    elif not litellm_available():
+        litellm = {
+            "status": "skipped",
+            "reason": "litellm is not installed (make bench installs it)",
+        }
+
+    def runnable(variants: tuple[str, ...]) -> list[str]:
+        return [
+            v for v in variants if not v.startswith("litellm") or litellm["status"] == "measured"
+        ]
+
+    out: dict[str, Any] = {"runs": {}, "kill": {}, "litellm": litellm}
+    for variant in runnable(settings.cluster_variants):
+        result = out["runs"][variant] = measure({**base, "variant": variant, "mode": "load"})
+        log("  " + cluster_report.run_line(result))
+    for variant in runnable(settings.cluster_kill):
+        spec = {**base, "variant": variant, "mode": "kill"}
+        seconds = settings.cluster_seconds  # a shorter --cluster-seconds moves the outage in
+        spec.update(
+            kill_at=min(settings.cluster_kill_at, 0.35 * seconds),
+            back_at=min(settings.cluster_back_at, 0.65 * seconds),
+        )
+        result = out["kill"][variant] = measure(spec)
+        log("  " + cluster_report.run_line(result))
+    result = out["latency"] = measure(
+        {
+            **base,
+            "variant": "latency",
+            "mode": "latency",
+            "latency_rounds": settings.cluster_latency_rounds,
+            "latency_requests": settings.cluster_latency_requests,
+            "latency_warmup": 20,
+        }
+    )
+    log("  " + cluster_report.latency_line(result))
+    return out
+
+
 def run_all(settings: Settings, scenarios: tuple[str, ...], log: Any = print) -> dict[str, Any]:
     """Run ``scenarios`` with ``settings``; returns the results document (see ``report.py``)."""
     server_cpu, client_cpu = cores()
@@ -472,6 +558,8 @@ def _run_one(
         return run_ws(settings, root, cores()[0], client_cpu, log)
     if name == "relay":
         return run_relay(settings, cores()[0], client_cpu, log)
+    if name == "cluster":
+        return run_cluster(settings, log)
     if name == "priority":
         return measure(
             {

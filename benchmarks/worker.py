@@ -5,7 +5,7 @@ connection pools never bill another. The process prints one JSON object (the res
 last stdout line. Kinds: ``load`` (closed-loop throughput/CPU/latency of one client variant),
 ``scheduler``, ``memory`` (see ``micro.py``), ``storm``, ``priority`` and ``hintless`` (see
 ``openloop.py``), ``overhead`` (see ``overhead.py``), ``ws`` (see ``ws.py``), ``relay``
-(see ``relay.py``).
+(see ``relay.py``), ``cluster`` (see ``cluster.py``).
 """
 
 from __future__ import annotations
@@ -133,6 +133,10 @@ def main() -> None:
         from . import relay
 
         result = relay.run(spec)
+    elif kind == "cluster":
+        from . import cluster
+
+        result = cluster.run(spec)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print(json.dumps(result), flush=True)

@@ -1,6 +1,7 @@
 """The simulated provider's ASGI application: routes, fault injection, storage, recording.
 
-``SimulatorApp`` is a Starlette app wrapped in ``DropLayer`` (see ``_drops``). Its state
+``SimulatorApp`` is a Starlette app wrapped in ``FinishLayer`` (which stamps each record's
+``finished_at`` once its answer is over) and ``DropLayer`` (see ``_drops``). Its state
 (recorded requests, stored responses, the fault engine, the Realtime endpoint's ``realtime``
 state) belongs to the instance and is guarded by a ``threading.Lock``: the app runs on the
 server thread's event loop while tests read that state from their own thread. WebSocket
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _payloads as P
 from ._drops import DropLayer, SimulatedDrop, sse_body
@@ -32,11 +33,12 @@ from ._realtime_plan import RealtimePlan
 from ._realtime_state import RealtimeState
 from ._records import RecordedRequest
 
-__all__ = ["SimulatorApp"]
+__all__ = ["FinishLayer", "SimulatorApp"]
 
 JSON = dict[str, Any]
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _PRODUCED_PREFIXES = ("rs_", "msg_", "fc_")
+_FINISH_KEY = "llmpool.testing.finish"  # scope key: what to call once the answer is over
 
 
 class _Answer(Exception):
@@ -48,6 +50,53 @@ class _Answer(Exception):
         self.response = response
 
 
+class FinishLayer:
+    """ASGI middleware calling, once an HTTP answer is over, what the endpoint asked for.
+
+    An endpoint appends callables to the list at ``scope[_FINISH_KEY]``; each gets
+    ``time.monotonic()`` once, when the answer's last body message is handed to the server
+    (so a client never sees a whole answer before it is stamped), or when the app returns or
+    raises without one (a simulated drop, a client gone mid-stream).
+
+    Args:
+        app: the wrapped ASGI application.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        callbacks: list[Callable[[float], None]] = []
+        scope[_FINISH_KEY] = callbacks
+
+        def finish() -> None:
+            finished_at = time.monotonic()
+            while callbacks:
+                callbacks.pop(0)(finished_at)
+
+        async def send_stamped(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_stamped)
+        finally:
+            finish()
+
+
+class _Slot:
+    """Where one request's record is kept: replaced by its finished copy when it ends."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: RecordedRequest) -> None:
+        self.record = record
+
+
 class _Call:
     """One request on its way through the pipeline."""
 
@@ -57,6 +106,7 @@ class _Call:
         self.received_at = received_at
         self.request_id = P.new_id("req_", 32)
         self.extra_headers: dict[str, str] = {}
+        self.usage_tokens: int | None = None  # set by a handler that answered in full
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -100,10 +150,10 @@ class SimulatorApp:
         self._api_key = api_key
         self.realtime = RealtimeState(realtime or RealtimePlan(), self._lock)
         self._realtime = RealtimeEndpoint(self.realtime, api_key=api_key)
-        self._records: list[RecordedRequest] = []
+        self._records: list[_Slot] = []
         self._responses: dict[str, JSON] = {}
         self._item_ids: set[str] = set()
-        self._asgi = DropLayer(self._starlette_app())
+        self._asgi = DropLayer(FinishLayer(self._starlette_app()))
 
     def _starlette_app(self) -> Starlette:
         return Starlette(
@@ -141,7 +191,7 @@ class SimulatorApp:
     def records(self) -> list[RecordedRequest]:
         """A copy of the recorded requests, in arrival order."""
         with self._lock:
-            records = list(self._records)
+            records = [slot.record for slot in self._records]
         return sorted(records, key=lambda record: record.received_at)
 
     def clear_records(self) -> None:
@@ -219,9 +269,18 @@ class SimulatorApp:
             body=call.body,
             received_at=call.received_at,
             outcome=outcome,
+            usage_tokens=call.usage_tokens if outcome == "ok" else None,
         )
+        slot = _Slot(record)
         with self._lock:
-            self._records.append(record)
+            self._records.append(slot)
+        callbacks = request.scope.get(_FINISH_KEY)
+        if isinstance(callbacks, list):
+            callbacks.append(lambda finished_at: self._finish(slot, finished_at))
+
+    def _finish(self, slot: _Slot, finished_at: float) -> None:
+        with self._lock:  # a slot forgotten by clear_records meanwhile is updated unseen
+            slot.record = slot.record.model_copy(update={"finished_at": finished_at})
 
     def _authorize(self, call: _Call) -> None:
         if self._api_key is None:
@@ -325,10 +384,12 @@ class SimulatorApp:
         completed = P.response_object(
             data, response_id=P.new_id("resp_"), output=P.response_output(data)
         )
-        if decision.kind != "stream_disconnect" and data.get("store") is not False:
-            with self._lock:
-                self._responses[completed["id"]] = completed
-                self._item_ids.update(item["id"] for item in completed["output"])
+        if decision.kind != "stream_disconnect":
+            call.usage_tokens = completed["usage"]["total_tokens"]
+            if data.get("store") is not False:
+                with self._lock:
+                    self._responses[completed["id"]] = completed
+                    self._item_ids.update(item["id"] for item in completed["output"])
         if not call.stream:
             return "ok", call.json(completed)
         events = [P.sse_event(event, name) for name, event in P.response_events(completed)]
@@ -348,6 +409,8 @@ class SimulatorApp:
         data = call.data
         completion_id = P.new_id("chatcmpl-")
         text = P.reply_text(data.get("messages"))
+        if decision.kind != "stream_disconnect":
+            call.usage_tokens = P.chat_usage(data, text)["total_tokens"]
         if not call.stream:
             return "ok", call.json(P.chat_completion(data, completion_id=completion_id, text=text))
         chunks = P.chat_chunks(data, completion_id=completion_id, text=text)

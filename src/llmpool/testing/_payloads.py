@@ -29,6 +29,7 @@ __all__ = [
     "TOOL_REPLY_PREFIX",
     "chat_chunks",
     "chat_completion",
+    "chat_usage",
     "count_words",
     "error_body",
     "input_tokens",
@@ -411,7 +412,8 @@ def response_events(completed: JSON) -> Iterator[tuple[str, JSON]]:
         yield event_type, {"type": event_type, "sequence_number": sequence_number, **data}
 
 
-def _chat_usage(request: Mapping[str, Any], text: str) -> JSON:
+def chat_usage(request: Mapping[str, Any], text: str) -> JSON:
+    """The ``usage`` of a chat completion answering ``request`` with ``text``."""
     prompt = input_tokens(request.get("messages"))
     completion = max(1, count_words(text))
     return {
@@ -437,7 +439,7 @@ def chat_completion(request: Mapping[str, Any], *, completion_id: str, text: str
                 "logprobs": None,
             }
         ],
-        "usage": _chat_usage(request, text),
+        "usage": chat_usage(request, text),
     }
 
 
@@ -468,4 +470,4 @@ def chat_chunks(request: Mapping[str, Any], *, completion_id: str, text: str) ->
         yield chunk({"content": word})
     yield chunk({}, "stop")
     if include_usage:
-        yield {**base, "choices": [], "usage": _chat_usage(request, text)}
+        yield {**base, "choices": [], "usage": chat_usage(request, text)}

@@ -29,6 +29,14 @@ class RecordedRequest(BaseModel):
             also a 400 for an unparsable body), ``"rate_limit"``, ``"insufficient_quota"``,
             ``"drop"``, ``"stream_disconnect"``, ``"not_found"`` (unknown path, response or
             item id) or ``"unauthorized"`` (wrong or missing API key).
+        finished_at: when the answer was over, ``time.monotonic()`` seconds: its last byte
+            handed to the server (a stream's last event), or the request ended otherwise (a
+            dropped connection, a client gone mid-stream). ``None`` while it is being answered.
+            Together with ``received_at`` it gives the requests in flight at the provider.
+        usage_tokens: the tokens the provider counted for the answer, input plus output (its
+            ``usage.total_tokens``; a chat stream's even without ``include_usage``); ``None``
+            when there was no complete answer to count (errors, drops, cut streams, the
+            stored-response lookup ``GET /v1/responses/{id}``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -39,6 +47,12 @@ class RecordedRequest(BaseModel):
     body: Any = Field(description="Parsed JSON body, or None.")
     received_at: float = Field(description="Arrival time, time.monotonic() seconds.")
     outcome: str = Field(description="What the provider did with the request.")
+    finished_at: float | None = Field(
+        default=None, description="End of the answer, time.monotonic() seconds; None if open."
+    )
+    usage_tokens: int | None = Field(
+        default=None, description="Input + output tokens of the answer's usage, or None."
+    )
 
 
 class RecordedFrame(BaseModel):
