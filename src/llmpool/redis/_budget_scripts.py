@@ -101,9 +101,16 @@ SETTLE: Final = (
     + """
 -- KEYS[1] the model's budget hash, KEYS[2] the upstream's leases
 -- ARGV[1] lease id ('': none), [2] requests back, [3] tokens back (negative: a charge),
--- [4] rpm, [5] tpm, [6] burst s, [7] margin s, [8] channel to tell ('': none)
+-- [4] rpm, [5] tpm, [6] burst s, [7] margin s, [8] channel to tell ('': none),
+-- [9] concurrency (0: none)
 local now = now_ms()
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+-- Waiters for a slot exist only while every slot is leased: tell them only then.
+local full = false
+if ARGV[1] ~= '' then
+  local slots = tonumber(ARGV[9])
+  full = slots > 0 and redis.call('ZCARD', KEYS[2]) >= slots
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 local burst, margin = tonumber(ARGV[6]), tonumber(ARGV[7])
 local learned = redis.call('HMGET', KEYS[1], 'lr', 'lt')
 local function give(limit, amount, lfield, tfield)
@@ -114,11 +121,16 @@ local function give(limit, amount, lfield, tfield)
 end
 give(effective(tonumber(ARGV[4]), learned[1]), tonumber(ARGV[2]), 'rl', 'ru')
 give(effective(tonumber(ARGV[5]), learned[2]), tonumber(ARGV[3]), 'tl', 'tu')
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[8], 'release') end
+if ARGV[8] ~= '' and (full or tonumber(ARGV[2]) > 0) then
+  redis.call('PUBLISH', ARGV[8], 'release')
+end
 return 1
 """
 )
-"""Settlement: end a lease, give back (or charge) requests and tokens, tell the waiters."""
+"""Settlement: end a lease, give back (or charge) requests and tokens, and tell the waiters
+when a slot frees that somebody may be waiting for (every slot was leased) or a request
+comes back. Budget waiters elsewhere wake by their own timers; refunds of tokens only make
+those sooner, so they are not announced (a message costs every instance a parse)."""
 
 LEASES: Final = """
 -- KEYS[1] the upstream's leases; ARGV[1] 'XX' (renew: only leases still there) or 'NX'

@@ -42,7 +42,7 @@ from llmpool._limits import UpstreamLimits
 from llmpool._state import ClockSeam, StoreClock
 
 from ._budget_scripts import ADMIT, HEARTBEAT, LEASES, REJOIN, SETTLE
-from ._constants import DEFAULT_LIVE_HORIZON
+from ._constants import DEFAULT_LIVE_HORIZON, SETTLE_LINGER
 from ._keys import UpstreamKeys, instances_key, upstream_keys
 from ._policy import SharedBudgetPolicy
 from ._window import WindowBucket
@@ -321,13 +321,14 @@ class RedisBudgets:
         self._heartbeat = client.register_script(HEARTBEAT)
         self._rejoin = client.register_script(REJOIN)
         self._ids = itertools.count(1)
-        # The workers' queues, questions apart from the rest (settlements, commands), so an
-        # admission never waits behind a settlement's round trip: opened by attach (the
-        # manager opening), closed when run ends.
+        # The worker's queues, questions apart from the rest (settlements, commands): opened
+        # by attach (the manager opening), closed when run ends.
         self._outbox: MemoryObjectSendStream[_Op] | None = None
         self._inbox: MemoryObjectReceiveStream[_Op] | None = None
         self._asks_out: MemoryObjectSendStream[_Op] | None = None
         self._asks_in: MemoryObjectReceiveStream[_Op] | None = None
+        self._any = _SET  # set when an operation is queued (the worker's, once it runs)
+        self._asked = _SET  # set when a question is queued
         self._held: dict[str, dict[str, Permit]] = {}  # upstream -> lease -> permit in flight
         self._in_flight: Counter[str] = Counter()  # permits in flight per upstream, any mode
         self._epoch: Counter[str] = Counter()  # release messages seen per upstream
@@ -341,6 +342,7 @@ class RedisBudgets:
         self.alone_since = 0.0
         self.live = 1  # live instances, this one included, as the last heartbeat counted
         self.share = 1  # the live instances when Redis was lost: each takes 1/share alone
+        self._counted = False  # a heartbeat has been answered (the live count is known)
         self._shared = _SET  # set while Redis answers; a new one while alone
         self.cooldown_handlers: list[Callable[[str, float], None]] = []
         self.switches = 0  # times Redis was lost (for tests and stats)
@@ -393,9 +395,12 @@ class RedisBudgets:
         if outbox is None or inbox is None or asks_out is None or asks_in is None:
             raise RuntimeError("attach() comes before run()")
         try:
+            try:
+                await self._load_scripts()
+            except (OSError, TimeoutError, _redis_errors()) as error:
+                self._lost(error)  # unreachable from the start: alone until the probe succeeds
             async with anyio.create_task_group() as group:
-                group.start_soon(self._work, asks_in, name="llmpool.redis admissions")
-                group.start_soon(self._work, inbox, name="llmpool.redis settlements")
+                group.start_soon(self._work, asks_in, inbox, name="llmpool.redis worker")
                 group.start_soon(self._listen, name="llmpool.redis release listener")
                 group.start_soon(self._beat, name="llmpool.redis heartbeat")
                 group.start_soon(self._time, name="llmpool.redis budget timers")
@@ -419,6 +424,10 @@ class RedisBudgets:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             if isinstance(op, _Ask):
                 op.view.asking = False  # the manager is closing: nothing more is admitted
+            return
+        self._any.set()
+        if isinstance(op, _Ask):
+            self._asked.set()
 
     def ask(self, view: SharedLimits, tokens: int) -> None:
         """Ask Redis to admit one request of ``tokens`` for ``view``."""
@@ -473,7 +482,7 @@ class RedisBudgets:
 
     def alone_wait(self, view: SharedLimits, tokens: int, now: float) -> float:
         """``view.wait_for`` while Redis is unreachable."""
-        if self.policy.fail_closed:
+        if self.policy.fail_closed or self.share == 0:
             return math.inf  # held until Redis is back (the way back wakes the scheduler)
         cap = self.policy.concurrency
         if cap is not None and self._in_flight[view.upstream] >= cap // self.share:
@@ -495,7 +504,9 @@ class RedisBudgets:
         self._shared = anyio.Event()
         self.switches += 1
         now = self.alone_since = self._now()
-        share = self.share = max(1, self.live)
+        # An instance that never heard from Redis cannot know its share: it holds requests
+        # (share 0) until Redis answers, rather than take a whole limit for itself.
+        share = self.share = max(1, self.live) if self._counted else 0
         logger.warning(
             "llmpool.redis: Redis unreachable (%s: %s); each of %d live instance(s) now "
             "enforces its share of every limit alone%s",
@@ -506,7 +517,7 @@ class RedisBudgets:
         )
         for per_model in self._views.values():
             for view in per_model.values():
-                view.go_alone(share, now)
+                view.go_alone(max(1, share), now)
         self._timers.clear()
         self._wake()
 
@@ -524,6 +535,7 @@ class RedisBudgets:
             for upstream, held in self._held.items()
         }
         ttl = str(_ms(self.policy.lease_ttl))
+        await self._load_scripts()  # a Redis that restarted has none
 
         def build(pipe: Any) -> list[Any]:
             calls = []
@@ -538,8 +550,11 @@ class RedisBudgets:
                     if permits:
                         leases = [permit.lease for permit in permits]
                         calls.append(
-                            self._leases(
-                                [self.keys(upstream).leases], ["NX", ttl, *leases], client=pipe
+                            self._eval(
+                                self._leases,
+                                [self.keys(upstream).leases],
+                                ["NX", ttl, *leases],
+                                pipe,
                             )
                         )
             return calls
@@ -574,10 +589,34 @@ class RedisBudgets:
                 requests = build(pipe)
             return [await request for request in requests]
 
+    def _eval(self, script: Any, keys: list[str], args: list[str], pipe: Any) -> Any:
+        """``script`` on ``keys``/``args``: in ``pipe`` as a bare EVALSHA, else on its own.
+
+        coredis checks every script of a pipeline with ``SCRIPT EXISTS`` first, one more round
+        trip each time; the scripts are loaded once instead (``_load_scripts``) and again
+        whenever Redis comes back. A script missing all the same (``SCRIPT FLUSH``) fails the
+        pipeline like any Redis error: the instance goes alone, and its way back loads them.
+        """
+        if pipe is None:
+            return script(keys, args)
+        return pipe.evalsha(script.sha, keys=keys, args=args)
+
+    async def _load_scripts(self) -> None:
+        """Load every budget script into Redis's script cache (``SCRIPT LOAD``).
+
+        Raises:
+            coredis.exceptions.RedisError, OSError: Redis failed or is unreachable.
+            TimeoutError: no answer within ``redis_timeout``.
+        """
+        with anyio.fail_after(self.policy.redis_timeout):
+            for script in (self._admit, self._settle, self._leases, self._heartbeat):
+                await self._client.script_load(script.script)
+
     def _settle_call(self, pipe: Any, op: _Settle) -> Any:
         view = op.view
         rpm, tpm = view.configured_limits()
-        return self._settle(
+        return self._eval(
+            self._settle,
             [view.keys.budget(view.model), view.keys.leases],
             [
                 op.lease,
@@ -588,14 +627,16 @@ class RedisBudgets:
                 repr(view.policy.burst),
                 repr(self.policy.window_margin),
                 view.keys.channel if op.tell else "",
+                str(self.policy.concurrency or 0),
             ],
-            client=pipe,
+            pipe,
         )
 
     def _admit_call(self, pipe: Any, op: _Ask) -> Any:
         view = op.view
         rpm, tpm = view.configured_limits()
-        return self._admit(
+        return self._eval(
+            self._admit,
             [view.keys.budget(view.model), view.keys.leases],
             [
                 op.lease,
@@ -607,18 +648,31 @@ class RedisBudgets:
                 repr(view.policy.burst),
                 repr(self.policy.window_margin),
             ],
-            client=pipe,
+            pipe,
         )
 
-    async def _work(self, inbox: MemoryObjectReceiveStream[_Op]) -> None:
-        """Send whatever is waiting in one pipeline; act on the answers."""
-        async for op in inbox:
-            batch = [op]
-            while True:
-                try:
-                    batch.append(inbox.receive_nowait())
-                except anyio.WouldBlock:
-                    break
+    async def _work(
+        self, asks: MemoryObjectReceiveStream[_Op], rest: MemoryObjectReceiveStream[_Op]
+    ) -> None:
+        """Send whatever is waiting in one round trip; act on the answers.
+
+        Settlements wait up to ``SETTLE_LINGER`` for a question to ride with (the next
+        request's admission usually follows its predecessor's settlement at once): one round
+        trip then carries both, the settlement first, so this instance's own release is
+        counted before its next question. A question never waits.
+        """
+        while True:
+            self._any, self._asked = anyio.Event(), anyio.Event()
+            settlements, questions = _take(rest), _take(asks)
+            if not settlements and not questions:
+                await self._any.wait()
+                continue
+            if not questions:
+                with anyio.move_on_after(SETTLE_LINGER):
+                    await self._asked.wait()
+                settlements += _take(rest)
+                questions = _take(asks)
+            batch = settlements + questions
             if self.alone:
                 self._drop(batch)
                 continue
@@ -631,11 +685,14 @@ class RedisBudgets:
             self._answer(batch, replies)
 
     async def _send(self, batch: list[_Op]) -> list[Any]:
-        if len(batch) == 1 and isinstance(batch[0], _Ask):
-            # One question alone (the usual case at low load): a plain EVALSHA costs about
+        if len(batch) == 1 and isinstance(batch[0], _Ask | _Settle):
+            # One operation alone (the usual case at low load): a plain EVALSHA costs about
             # 100 µs less than a pipeline of one on coredis 6.9 (docs/redis.md, "Numbers").
+            op = batch[0]
             with anyio.fail_after(self.policy.redis_timeout):
-                return [await self._admit_call(None, batch[0])]
+                if isinstance(op, _Ask):
+                    return [await self._admit_call(None, op)]
+                return [await self._settle_call(None, op)]
 
         def build(pipe: Any) -> list[Any]:
             calls: list[Any] = []
@@ -812,17 +869,18 @@ class RedisBudgets:
 
             def build(pipe: Any) -> list[Any]:
                 calls: list[Any] = [
-                    self._heartbeat([key], [self.instance, str(horizon)], client=pipe)
+                    self._eval(self._heartbeat, [key], [self.instance, str(horizon)], pipe)
                 ]
                 if policy.concurrency is not None:
                     for upstream, held in self._held.items():
                         leases = [lease for lease, p in held.items() if p.shared]
                         if leases:
                             calls.append(
-                                self._leases(
+                                self._eval(
+                                    self._leases,
                                     [self.keys(upstream).leases],
                                     ["XX", str(ttl), *leases],
-                                    client=pipe,
+                                    pipe,
                                 )
                             )
                 return calls
@@ -830,6 +888,7 @@ class RedisBudgets:
             try:
                 replies = await self._run(build)
                 self.live = max(1, int(replies[0]))
+                self._counted = True
             except (OSError, TimeoutError, _redis_errors()) as error:
                 self._lost(error)
                 continue
@@ -855,6 +914,16 @@ def _int(text: str) -> int | None:
 
 def _nothing() -> None:
     return None
+
+
+def _take(stream: MemoryObjectReceiveStream[_Op]) -> list[_Op]:
+    """Everything waiting in ``stream`` now (nothing if it is closed)."""
+    taken: list[_Op] = []
+    while True:
+        try:
+            taken.append(stream.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return taken
 
 
 class _Set:

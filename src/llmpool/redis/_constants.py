@@ -49,3 +49,8 @@ DEFAULT_REDIS_TIMEOUT: Final = 0.25
 
 DEFAULT_PROBE_INTERVAL: Final = 0.25
 """Seconds between two probes of an unreachable Redis."""
+
+SETTLE_LINGER: Final = 0.002
+"""Seconds a settlement waits for a question to share its round trip (the next request's
+admission usually follows at once); a slot released elsewhere is announced this much later
+at most."""
