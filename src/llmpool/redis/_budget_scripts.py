@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADMIT", "HEARTBEAT", "LEASES", "REJOIN", "SETTLE"]
+__all__ = ["ADMIT", "DRAIN", "HEARTBEAT", "LEASES", "REJOIN", "SETTLE"]
 
 _BUCKETS: Final = """
 local function now_ms()
@@ -175,3 +175,26 @@ return at - now
 """
 """One instant at which every instance that lost Redis goes back to the shared budgets, so
 none admits alone while another already spends the shared ones."""
+
+DRAIN: Final = (
+    _BUCKETS
+    + """
+-- KEYS[1] the model's budget hash; ARGV[1] rpm, [2] tpm, [3] burst s, [4] margin s
+-- Empties both buckets (keeps a debt): what an instance coming back does, so the shared
+-- budget starts from nothing, as each instance's own share did when Redis went away.
+local now = now_ms()
+local burst, margin = tonumber(ARGV[3]), tonumber(ARGV[4])
+local learned = redis.call('HMGET', KEYS[1], 'lr', 'lt')
+local function drain(limit, lfield, tfield)
+  if limit <= 0 then return end
+  local capacity, rate = shape(limit, burst, margin)
+  local units = level(KEYS[1], lfield, tfield, capacity, rate, now)
+  redis.call('HSET', KEYS[1], lfield, math.min(units, 0), tfield, now)
+end
+drain(effective(tonumber(ARGV[1]), learned[1]), 'rl', 'ru')
+drain(effective(tonumber(ARGV[2]), learned[2]), 'tl', 'tu')
+return 1
+"""
+)
+"""The way back: a bucket holds at most nothing. The shares spent alone are then never
+spent again from a bucket that refilled (or restarted full) meanwhile (docs/redis.md)."""

@@ -14,9 +14,9 @@ releases (``epoch``), and an answer "full" given before the latest one is asked 
 **Without Redis** (a round trip failed or took over ``redis_timeout``), each instance enforces
 its share alone: ``floor(limit / live instances)`` of every limit, in window-safe buckets that
 start *empty* (so the window that straddles the switch stays within the limit: docs/redis.md
-proves it), and a warning is logged. A probe every ``probe_interval`` brings it back: what it
-admitted alone in the last window is charged to the shared buckets, its requests still in
-flight adopt leases, and the shared budgets take over. Nothing is lost either way: a request
+proves it), and a warning is logged. A probe every ``probe_interval`` brings it back, at one
+instant for every instance: the shared buckets are emptied (a debt stays), its requests
+still in flight adopt leases, and the shared budgets take over. Nothing is lost either way: a request
 whose question failed stays queued and is decided by the next path. With ``fail_closed`` it
 waits for Redis instead (``QueueTimeoutError`` after ``queue_timeout``).
 """
@@ -41,7 +41,7 @@ from llmpool._config import RateLimitPolicy
 from llmpool._limits import UpstreamLimits
 from llmpool._state import ClockSeam, StoreClock
 
-from ._budget_scripts import ADMIT, HEARTBEAT, LEASES, REJOIN, SETTLE
+from ._budget_scripts import ADMIT, DRAIN, HEARTBEAT, LEASES, REJOIN, SETTLE
 from ._constants import DEFAULT_LIVE_HORIZON, SETTLE_LINGER
 from ._keys import UpstreamKeys, instances_key, upstream_keys
 from ._policy import SharedBudgetPolicy
@@ -54,7 +54,6 @@ __all__ = ["Permit", "RedisBudgets", "SharedLimits"]
 
 logger = logging.getLogger("llmpool.redis")
 
-_WINDOW: Final = 60.0  # seconds
 _RELEASE: Final = "release"
 _COOLDOWN: Final = "cooldown "
 
@@ -114,7 +113,6 @@ class SharedLimits(UpstreamLimits):
     """
 
     __slots__ = (
-        "_alone_log",
         "_mirror",
         "_store",
         "asking",
@@ -139,7 +137,6 @@ class SharedLimits(UpstreamLimits):
         self.ready: Permit | None = None  # admitted by Redis, not taken yet
         self.asking = False  # a question is on its way
         self.blocked = False  # Redis said wait: a timer or a release message ends it
-        self._alone_log: list[Permit] = []  # admitted alone, for the charge on the way back
         self._mirror: tuple[Any, Any] = (self.requests, self.tokens)
 
     @property
@@ -252,7 +249,6 @@ class SharedLimits(UpstreamLimits):
             self.requests.take(1)
         if self.tokens is not None and permit.tokens > 0:
             self.tokens.take(permit.tokens)
-        self._alone_log.append(permit)
 
     def alone_give(self, requests: int, tokens: int, now: float) -> None:
         """Give back to this instance's own share."""
@@ -261,14 +257,8 @@ class SharedLimits(UpstreamLimits):
         if tokens and self.tokens is not None:
             self.tokens.give(tokens, now)
 
-    def alone_usage(self, since: float) -> tuple[int, int]:
-        """``(requests, tokens)`` admitted alone since ``since`` (loop clock), to charge back."""
-        log = [permit for permit in self._alone_log if permit.at >= since]
-        return len(log), sum(permit.tokens for permit in log)
-
     def come_back(self) -> None:
         """Redis is back (and charged): the mirrors return, the shared budget decides."""
-        self._alone_log.clear()
         self.requests, self.tokens = self._mirror
         self.asking = self.blocked = False
 
@@ -320,6 +310,7 @@ class RedisBudgets:
         self._leases = client.register_script(LEASES)
         self._heartbeat = client.register_script(HEARTBEAT)
         self._rejoin = client.register_script(REJOIN)
+        self._drain = client.register_script(DRAIN)
         self._ids = itertools.count(1)
         # The worker's queues, questions apart from the rest (settlements, commands): opened
         # by attach (the manager opening), closed when run ends.
@@ -528,7 +519,6 @@ class RedisBudgets:
             coredis.exceptions.RedisError, OSError, TimeoutError: Redis failed again (nothing
                 changed here: still alone).
         """
-        since = self._now() - (_WINDOW + self.policy.window_margin)
         views = [view for per_model in self._views.values() for view in per_model.values()]
         adopted = {
             upstream: [permit for permit in held.values() if not permit.shared]
@@ -540,10 +530,20 @@ class RedisBudgets:
         def build(pipe: Any) -> list[Any]:
             calls = []
             for view in views:
-                requests, tokens = view.alone_usage(since)
-                if requests or tokens:
+                if view.limited and (view.requests is not None or view.tokens is not None):
+                    rpm, tpm = view.configured_limits()
                     calls.append(
-                        self._settle_call(pipe, _Settle(view, "", -requests, -tokens, False))
+                        self._eval(
+                            self._drain,
+                            [view.keys.budget(view.model)],
+                            [
+                                str(rpm),
+                                str(tpm),
+                                repr(view.policy.burst),
+                                repr(self.policy.window_margin),
+                            ],
+                            pipe,
+                        )
                     )
             if self.policy.concurrency is not None:
                 for upstream, permits in adopted.items():
@@ -609,7 +609,7 @@ class RedisBudgets:
             TimeoutError: no answer within ``redis_timeout``.
         """
         with anyio.fail_after(self.policy.redis_timeout):
-            for script in (self._admit, self._settle, self._leases, self._heartbeat):
+            for script in (self._admit, self._settle, self._leases, self._heartbeat, self._drain):
                 await self._client.script_load(script.script)
 
     def _settle_call(self, pipe: Any, op: _Settle) -> Any:
