@@ -164,39 +164,43 @@ async def test_a_global_concurrency_cap_holds_across_instances(
 ) -> None:
     """A cap of 3 with 2 instances x 8 callers: 3 calls in flight at the peak, never 4, and
     every call completes."""
-    in_flight = peak = 0
-
-    async def call(client: openai.AsyncOpenAI) -> None:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            await client.responses.create(model=MODEL, input="hi")
-        finally:
-            in_flight -= 1
+    calls = InFlight()
 
     async def run(manager: ConnectionManager) -> None:
-        await manager.run(call, model=MODEL)
+        await manager.run(calls.call, model=MODEL)
 
     config = PoolConfig(max_concurrency=8)
     async with instances(
         redis_url, prefix, sim, 2, config, SharedBudgetPolicy(concurrency=3)
     ) as opened:
         done, errors = await callers([m for m, _ in opened], 8, 1.0, run)
-        manager, budgets = opened[0]
-        key = budgets.keys(_label(manager)).leases
-        left = [-1]
-
-        async def count() -> None:
-            left[0] = await budgets._client.zcard(key)
-
-        with anyio.fail_after(2):
-            while left[0] != 0:  # Redis's count: no event to wait on
-                await count()
-                await anyio.sleep(0.01)
+        await no_lease_left(*opened[0])
     assert errors == []
     assert done > 20
-    assert peak == 3  # and every lease was released (above)
+    assert calls.peak == 3  # and every lease was released (above)
+
+
+class InFlight:
+    """A call through the manager's client that counts the calls in flight, and their peak."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+
+    async def call(self, client: openai.AsyncOpenAI) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await client.responses.create(model=MODEL, input="hi")
+        finally:
+            self.now -= 1
+
+
+async def no_lease_left(manager: ConnectionManager, budgets: RedisBudgets) -> None:
+    """Wait (3 s at most) until the upstream's lease set on Redis is empty."""
+    key = budgets.keys(_label(manager)).leases
+    with anyio.fail_after(3):
+        while await budgets._client.zcard(key) != 0:  # noqa: ASYNC110  # Redis's count
+            await anyio.sleep(0.01)
 
 
 def _label(manager: ConnectionManager) -> str:
@@ -454,23 +458,15 @@ async def test_stress_three_instances_with_stalls_and_cancellations(
 
     rng = random.Random(7)
     sim.clear_requests()
-    in_flight = peak = started_calls = ended = cancelled = 0
-
-    async def call(client: openai.AsyncOpenAI) -> None:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            await client.responses.create(model=MODEL, input="hi")
-        finally:
-            in_flight -= 1
+    calls = InFlight()
+    started_calls = ended = cancelled = 0
 
     async def caller(manager: ConnectionManager, until: float) -> None:
         nonlocal started_calls, ended, cancelled
         while anyio.current_time() < until:
             started_calls += 1
             with anyio.move_on_after(rng.uniform(0.01, 0.4)) as scope:
-                await manager.run(call, model=MODEL)
+                await manager.run(calls.call, model=MODEL)
                 ended += 1
             if scope.cancelled_caught:
                 cancelled += 1
@@ -490,15 +486,9 @@ async def test_stress_three_instances_with_stalls_and_cancellations(
             for manager, _ in opened:
                 for _ in range(8):
                     group.start_soon(caller, manager, until)
-        manager, budgets = opened[0]
-        key = budgets.keys(_label(manager)).leases
-        left = [-1]
-        with anyio.fail_after(3):
-            while left[0] != 0:  # Redis's count: no event to wait on
-                left[0] = await budgets._client.zcard(key)
-                await anyio.sleep(0.01)
+        await no_lease_left(*opened[0])
     arrivals = [r.received_at for r in sim.requests if r.received_at >= begun]
-    assert peak <= 3
+    assert calls.peak <= 3
     assert started_calls == ended + cancelled
     assert ended > 10
     assert ended <= len(arrivals) <= ended + cancelled

@@ -16,9 +16,10 @@ its share alone: ``floor(limit / live instances)`` of every limit, in window-saf
 start *empty* (so the window that straddles the switch stays within the limit: docs/redis.md
 proves it), and a warning is logged. A probe every ``probe_interval`` brings it back, at one
 instant for every instance: the shared buckets are emptied (a debt stays), its requests
-still in flight adopt leases, and the shared budgets take over. Nothing is lost either way: a request
-whose question failed stays queued and is decided by the next path. With ``fail_closed`` it
-waits for Redis instead (``QueueTimeoutError`` after ``queue_timeout``).
+still in flight adopt leases, and the shared budgets take over. Nothing is lost either way:
+a request whose question failed stays queued and is decided by the next path. With
+``fail_closed`` it waits for Redis instead (``QueueTimeoutError`` after ``queue_timeout``).
+An instance that never reached Redis holds its requests until it does.
 """
 
 from __future__ import annotations
@@ -235,20 +236,15 @@ class SharedLimits(UpstreamLimits):
         self.asking = self.blocked = False
 
     def alone_wait(self, tokens: int, now: float) -> float:
-        """Seconds until this instance's own share admits one request of ``tokens``."""
-        wait = 0.0
-        if self.requests is not None:
-            wait = self.requests.wait_for(1, now)
-        if self.tokens is not None and tokens > 0:
-            wait = max(wait, self.tokens.wait_for(tokens, now))
-        return wait
+        """Seconds until this instance's own share admits one request of ``tokens``.
+
+        Alone, ``requests`` and ``tokens`` are the share's buckets: the in-memory arithmetic.
+        """
+        return UpstreamLimits.wait_for(self, tokens, now)
 
     def alone_take(self, permit: Permit) -> None:
         """Spend this instance's own share for ``permit``."""
-        if self.requests is not None:
-            self.requests.take(1)
-        if self.tokens is not None and permit.tokens > 0:
-            self.tokens.take(permit.tokens)
+        UpstreamLimits.take(self, permit.tokens)
 
     def alone_give(self, requests: int, tokens: int, now: float) -> None:
         """Give back to this instance's own share."""

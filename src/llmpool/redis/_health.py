@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 
-from llmpool._breaker import CircuitBreaker
 from llmpool._config import CircuitPolicy
-from llmpool._state import ClockSeam, StoreClock, UpstreamHealth
+from llmpool._state import ClockSeam, MemoryHealth, StoreClock, UpstreamHealth
 
 from ._budgets import RedisBudgets
 
@@ -33,19 +32,16 @@ class RedisHealth:
 
     def __init__(self, budgets: RedisBudgets) -> None:
         self._budgets = budgets
-        self._views: dict[str, UpstreamHealth] = {}
+        self._local = MemoryHealth()  # the views; this store only adds what crosses Redis
+        self._known: set[str] = set()
         self._seam: ClockSeam | None = None
         self.received = 0  # cooldowns from the channel applied to a view
         budgets.cooldown_handlers.append(self._cooled_elsewhere)
 
     def view(self, upstream: str, policy: CircuitPolicy | None) -> UpstreamHealth:
         """``upstream``'s health, its breaker built from ``policy`` (``None``: disabled)."""
-        view = self._views.get(upstream)
-        if view is None:
-            enabled = policy is not None and policy.enabled
-            breaker = CircuitBreaker(policy) if policy is not None and enabled else None
-            view = self._views[upstream] = UpstreamHealth(breaker)
-        return view
+        self._known.add(upstream)
+        return self._local.view(upstream, policy)
 
     def cooled(self, upstream: str, until: float) -> None:
         """Publish a cooldown of ``upstream`` to ``until`` (loop clock) to every instance."""
@@ -64,10 +60,10 @@ class RedisHealth:
         """Nothing of its own: the budget store's listener delivers the cooldowns."""
 
     def _cooled_elsewhere(self, upstream: str, until_wall: float) -> None:
-        view = self._views.get(upstream)
         seam = self._seam
-        if view is None or seam is None:
+        if upstream not in self._known or seam is None:
             return
+        view = self._local.view(upstream, None)
         until = seam.to_loop(until_wall, self.clock)
         if until > view.cooldown_until:
             view.cooldown_until = until
