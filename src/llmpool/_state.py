@@ -9,7 +9,10 @@ view*: ``BudgetStore.limits`` returns the token buckets of one (upstream, model)
 ``HealthStore.view`` the cooldown and circuit breaker of one upstream, objects the engine
 changes in place on the event loop (what happens here is also reported: ``cooled``). A
 shared store keeps those views in step in the background, in ``run``, which the manager runs
-in its task group from ``__aenter__`` to ``__aexit__``.
+in its task group from ``__aenter__`` to ``__aexit__``. A shared budget may also answer
+``wait_for`` with ``inf`` while it asks the other processes, and then re-runs the grant
+decision with the ``wake`` it got in ``attach`` when the answer comes (``llmpool.redis``);
+its ``take`` returns a permit that ``refund``/``settle`` hand back.
 
 **Clocks.** Every store says which clock its times are on (``clock``):
 

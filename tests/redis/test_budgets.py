@@ -444,7 +444,7 @@ async def test_the_scripts_run_on_a_redis_cluster(
         manager, budgets = opened[0]
         for _ in range(3):
             await manager.responses.create(model=MODEL, input="hi", max_output_tokens=20)
-        assert budgets.alone is False
+        assert budgets.switches == 0  # a CROSSSLOT refusal would have sent it alone
 
 
 async def test_stress_three_instances_with_stalls_and_cancellations(
@@ -493,3 +493,26 @@ async def test_stress_three_instances_with_stalls_and_cancellations(
     assert ended > 10
     assert ended <= len(arrivals) <= ended + cancelled
     assert worst_excess(arrivals, rpm_bound(1200, 1.0, policy.window_margin)) <= 0.0
+
+
+async def test_alone_a_learned_limit_does_not_raise_the_share(redis_url: str, prefix: str) -> None:
+    """Alone on 1 of 2 instances, the share is 300 of 600 RPM; a response saying the key's
+    limit is 600 goes to the mirror for the way back, and the share stays 300."""
+    async with RedisState(redis_url, prefix=prefix) as state:
+        budgets = RedisBudgets(state.client, prefix=prefix, policy=SharedBudgetPolicy())
+        from llmpool._state import ClockSeam
+
+        budgets.attach(ClockSeam(anyio.current_time), lambda: None)
+        view = budgets.limits("up", None, RateLimitPolicy(requests_per_minute=600))
+        assert isinstance(view, SharedLimits)
+        budgets.live = 2
+        budgets._counted = True
+        budgets._lost(OSError("gone"))
+        assert view.requests is not None
+        assert view.requests.limit == 300
+        headers = {"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499"}
+        assert view.learn(headers, anyio.current_time())
+        assert view.requests.limit == 300
+        view.come_back()
+        assert view.requests is not None
+        assert view.requests.limit == 500  # learned, for the shared budget

@@ -200,7 +200,21 @@ class SharedLimits(UpstreamLimits):
             super().settle(estimated, actual, now, permit)
 
     def learn(self, headers: Mapping[str, str], now: float) -> bool:
-        """Learn limits from ``x-ratelimit-*`` headers and share them (see the base class)."""
+        """Learn limits from ``x-ratelimit-*`` headers and share them (see the base class).
+
+        Alone, the buckets hold this instance's share: what is learned goes to the mirrors
+        (used again on the way back), never to the share, which a header's limit (the whole
+        key's) would otherwise raise to the full limit.
+        """
+        if self._store.alone:
+            share = (self.requests, self.tokens)
+            self.requests, self.tokens = self._mirror
+            try:
+                seen = super().learn(headers, now)
+                self._mirror = (self.requests, self.tokens)
+            finally:
+                self.requests, self.tokens = share
+            return seen
         before = self._limits()
         seen = super().learn(headers, now)
         after = self._limits()
