@@ -26,9 +26,8 @@ from llmpool import (
     QueueTimeoutError,
     RateLimitPolicy,
 )
-from llmpool.redis import RedisBudgets, RedisState, SharedBudgetPolicy
+from llmpool.redis import RedisBudgets, RedisState, SharedBudgetPolicy, window_allowance
 from llmpool.redis._budgets import SharedLimits, _Ask
-from llmpool.redis._window import window_rate
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 from tests.server.helpers import eventually
 
@@ -92,9 +91,7 @@ async def instances(
 
 def rpm_bound(rpm: int, burst: float, margin: float) -> Callable[[float], float]:
     """Most requests a window-safe bucket admits in T seconds."""
-    capacity = max(1.0, rpm * burst / 60)
-    rate = window_rate(rpm, capacity, margin)
-    return lambda seconds: capacity + rate * (seconds + margin)
+    return lambda seconds: window_allowance(rpm, seconds, burst=burst, margin=margin)
 
 
 def worst_excess(arrivals: Sequence[float], bound: Callable[[float], float]) -> float:

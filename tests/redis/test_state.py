@@ -65,6 +65,7 @@ def test_the_public_names_are_pinned_and_read_llmpool_redis() -> None:
         "TurnLocks",
         "TurnLostError",
         "session_keys",
+        "window_allowance",
     ]
     for name in llmpool.redis.__all__:
         assert getattr(llmpool.redis, name).__module__ == "llmpool.redis", name

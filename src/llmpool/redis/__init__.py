@@ -29,6 +29,7 @@ from ._policy import SharedBudgetPolicy as SharedBudgetPolicy
 from ._state import RedisState as RedisState
 from ._turns import TurnLock as TurnLock
 from ._turns import TurnLocks as TurnLocks
+from ._window import window_allowance as window_allowance
 
 __all__ = [
     "RedisBudgets",
@@ -41,6 +42,7 @@ __all__ = [
     "TurnLocks",
     "TurnLostError",
     "session_keys",
+    "window_allowance",
 ]
 
 for _name in __all__:

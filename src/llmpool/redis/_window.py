@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from llmpool._limits import TokenBucket
 
-__all__ = ["WindowBucket", "window_rate"]
+from ._constants import DEFAULT_WINDOW_MARGIN
+
+__all__ = ["WindowBucket", "window_allowance", "window_rate"]
 
 _WINDOW = 60.0  # seconds: OpenAI's limits are per minute
 
@@ -30,6 +32,25 @@ def window_rate(limit: float, capacity: float, margin: float) -> float:
     """
     rate = (limit - capacity) / (_WINDOW + margin)
     return rate if rate > 0 else limit / (_WINDOW + margin)
+
+
+def window_allowance(
+    limit: int, seconds: float, *, burst: float = 1.0, margin: float = DEFAULT_WINDOW_MARGIN
+) -> float:
+    """The most requests (or tokens) a shared bucket lets reach a provider in ``seconds``.
+
+    ``c + r * (seconds + margin)``, ``c = max(1, limit * burst / 60)`` and ``r`` the window
+    rate: exactly ``limit`` for a 60 s window (the bound a provider counting per minute
+    sees, requests arriving up to ``margin`` after their admission).
+
+    Args:
+        limit: per minute, >= 1.
+        seconds: the window's length at the provider.
+        burst: the bucket's capacity in seconds of quota (``RateLimitPolicy.burst``).
+        margin: ``SharedBudgetPolicy.window_margin``, seconds.
+    """
+    capacity = max(1.0, limit * burst / _WINDOW)
+    return capacity + window_rate(limit, capacity, margin) * (seconds + margin)
 
 
 class WindowBucket(TokenBucket):

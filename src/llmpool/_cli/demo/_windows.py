@@ -152,12 +152,13 @@ class ClusterSummary:
 def bucket_allowance(limit: int, width: float, *, burst: float, margin: float) -> float:
     """The most requests a shared bucket lets reach the provider in ``width`` seconds.
 
-    ``c + r * (width + margin)`` with ``c = max(1, limit * burst / 60)`` and
-    ``r = (limit - c) / (60 + margin)``: exactly ``limit`` for a 60 s window.
+    ``llmpool.redis.window_allowance``: exactly ``limit`` for a 60 s window. Imported here,
+    not at the top: ``llmpool.redis`` needs the ``redis`` extra, which ``--instances`` asks
+    for before it gets here.
     """
-    capacity = max(1.0, limit * burst / 60.0)
-    rate = (limit - capacity) / (60.0 + margin)
-    return capacity + rate * (width + margin)
+    from llmpool.redis import window_allowance
+
+    return window_allowance(limit, width, burst=burst, margin=margin)
 
 
 def most_in_window(times: Sequence[float], width: float) -> int:
