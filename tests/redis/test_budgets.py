@@ -377,6 +377,41 @@ async def test_without_redis_each_instance_takes_its_share_then_returns(
     assert any("shared again" in r.getMessage() for r in caplog.records)
 
 
+async def test_an_instance_that_joins_is_counted_before_the_next_heartbeat(
+    own_redis: RedisServer, prefix: str, sim: SimulatedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With heartbeats 20 s apart, the first instance counts the second within 0.5 s of its
+    joining (its join is published), so Redis lost right after leaves each instance half of
+    every limit, never the whole: the interleaving that made an instance opened first take a
+    full limit alone."""
+    policy = SharedBudgetPolicy(heartbeat_interval=20.0, lease_ttl=60.0, probe_interval=0.1)
+    config = PoolConfig(rate_limit=RateLimitPolicy(requests_per_minute=600))
+    caplog.set_level(logging.WARNING, logger="llmpool.redis")
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(
+            instances(own_redis.url, prefix, sim, 1, config, policy)
+        )
+        await first[0][0].responses.create(model=MODEL, input="hi")  # its view exists
+        await eventually(lambda: first[0][1]._counted, within=2.0)
+        assert first[0][1].live == 1
+        second = await stack.enter_async_context(
+            instances(own_redis.url, prefix, sim, 1, config, policy)
+        )
+        took = await eventually(lambda: first[0][1].live == 2, within=0.5)
+        assert took < 0.5  # far sooner than the 20 s heartbeat
+        await eventually(lambda: second[0][1]._counted, within=2.0)
+        assert second[0][1].live == 2
+        own_redis.kill()
+        stores = [first[0][1], second[0][1]]
+        await eventually(lambda: all(b.alone for b in stores), within=2.0)
+        assert [b.share for b in stores] == [2, 2]
+        messages = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(messages) == 2
+        assert all("each of 2 live instance(s)" in m for m in messages)
+        await anyio.to_thread.run_sync(own_redis.restart)
+        await eventually(lambda: not any(b.alone for b in stores), within=3.0)
+
+
 async def test_fail_closed_holds_requests_while_redis_is_away(
     own_redis: RedisServer, prefix: str, sim: SimulatedProvider
 ) -> None:

@@ -151,14 +151,19 @@ return held
 
 HEARTBEAT: Final = """
 -- KEYS[1] the instances (zset: id -> last heartbeat ms); ARGV[1] this instance, ARGV[2] ms
--- after which a silent instance is no longer live. Returns the live instances, this one too.
+-- after which a silent instance is no longer live, ARGV[3] the members channel. Returns the
+-- live instances, this one too. An instance that was not live publishes the new count, so
+-- the others count it at once rather than at their next heartbeat.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return redis.call('ZCARD', KEYS[1])
+local joined = redis.call('ZADD', KEYS[1], now, ARGV[1])
+local live = redis.call('ZCARD', KEYS[1])
+if joined == 1 then redis.call('PUBLISH', ARGV[3], tostring(live)) end
+return live
 """
-"""Register this instance and count the live ones (those heard from within the horizon)."""
+"""Register this instance and count the live ones (those heard from within the horizon);
+an instance joining publishes the count on the members channel."""
 
 REJOIN: Final = """
 -- KEYS[1] the rejoin instant (ms on Redis's clock); ARGV[1] grace ms

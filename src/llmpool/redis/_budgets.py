@@ -44,7 +44,7 @@ from llmpool._state import ClockSeam, StoreClock
 
 from ._budget_scripts import ADMIT, DRAIN, HEARTBEAT, LEASES, REJOIN, SETTLE
 from ._constants import DEFAULT_LIVE_HORIZON, SETTLE_LINGER
-from ._keys import UpstreamKeys, instances_key, upstream_keys
+from ._keys import UpstreamKeys, instances_key, members_channel, upstream_keys
 from ._policy import SharedBudgetPolicy
 from ._window import WindowBucket
 
@@ -344,6 +344,8 @@ class RedisBudgets:
         self.live = 1  # live instances, this one included, as the last heartbeat counted
         self.share = 1  # the live instances when Redis was lost: each takes 1/share alone
         self._counted = False  # a heartbeat has been answered (the live count is known)
+        self._recount = _SET  # set to count the live instances now rather than at the next beat
+        self._joined = 0  # the highest count a joining instance published since the last beat
         self._shared = _SET  # set while Redis answers; a new one while alone
         self.cooldown_handlers: list[Callable[[str, float], None]] = []
         self.switches = 0  # times Redis was lost (for tests and stats)
@@ -503,6 +505,7 @@ class RedisBudgets:
             return
         self.alone = True
         self._shared = anyio.Event()
+        self._recount.set()  # the heartbeat turns to probing now, not after its interval
         self.switches += 1
         now = self.alone_since = self._now()
         # An instance that never heard from Redis cannot know its share: it holds requests
@@ -800,15 +803,17 @@ class RedisBudgets:
         reconnection attempts of its own meanwhile: the probe decides).
         """
         channels = {self.keys(upstream).channel: upstream for upstream in self._views}
-        if not channels:
-            return
+        members = members_channel(self._prefix)
         while True:
             if self.alone:
                 await self._shared.wait()
             try:
                 async with self._client.pubsub(
-                    channels=list(channels), ignore_subscribe_messages=True, retry_policy=None
+                    channels=[members, *channels], ignore_subscribe_messages=True, retry_policy=None
                 ) as pubsub:
+                    # Subscribed: every instance joining from now on is heard; one count now
+                    # takes in those that joined before.
+                    self._recount.set()
                     async for message in pubsub:
                         self._heard(channels, message)
             except (OSError, TimeoutError, _redis_errors()) as error:
@@ -817,12 +822,23 @@ class RedisBudgets:
                 lost, rest = group.split((OSError, TimeoutError, _redis_errors()))
                 if rest is not None or lost is None:
                     raise
-                self._lost(lost.exceptions[0])
+                self._lost(_first_leaf(lost))
 
     def _heard(self, channels: Mapping[str, str], message: Mapping[str, Any]) -> None:
-        upstream = channels.get(str(message.get("channel")))
+        channel = str(message.get("channel"))
         data = message.get("data")
-        if upstream is None or not isinstance(data, str):
+        if not isinstance(data, str):
+            return
+        if channel == members_channel(self._prefix):
+            live = _int(data)
+            if live is not None and not self.alone:
+                # An instance joined: count it before the next heartbeat, so a Redis lost
+                # meanwhile does not leave this one taking the share of fewer instances.
+                self.live = max(self.live, live)
+                self._joined = max(self._joined, live)
+            return
+        upstream = channels.get(channel)
+        if upstream is None:
             return
         if data == _RELEASE:
             self._released(upstream)
@@ -860,6 +876,7 @@ class RedisBudgets:
         ttl = _ms(policy.lease_ttl)
         grace = _ms(policy.probe_interval + 2 * policy.redis_timeout)
         key = instances_key(self._prefix)
+        members = members_channel(self._prefix)
         while True:
             if self.alone:
                 await anyio.sleep(policy.probe_interval)
@@ -879,7 +896,7 @@ class RedisBudgets:
 
             def build(pipe: Any) -> list[Any]:
                 calls: list[Any] = [
-                    self._eval(self._heartbeat, [key], [self.instance, str(horizon)], pipe)
+                    self._eval(self._heartbeat, [key], [self.instance, str(horizon), members], pipe)
                 ]
                 if policy.concurrency is not None:
                     for upstream, held in self._held.items():
@@ -895,14 +912,26 @@ class RedisBudgets:
                             )
                 return calls
 
+            self._recount = anyio.Event()
+            self._joined = 0
             try:
                 replies = await self._run(build)
-                self.live = max(1, int(replies[0]))
+                # A join heard while the beat was out may be newer than its count: keep it.
+                self.live = max(1, int(replies[0]), self._joined)
                 self._counted = True
             except (OSError, TimeoutError, _redis_errors()) as error:
                 self._lost(error)
                 continue
-            await anyio.sleep(policy.heartbeat_interval)
+            with anyio.move_on_after(policy.heartbeat_interval):
+                await self._recount.wait()
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first exception in ``group`` that is not itself a group (nested as deep as it is)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _redis_errors() -> type[Exception]:

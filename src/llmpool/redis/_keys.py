@@ -21,6 +21,7 @@ __all__ = [
     "UpstreamKeys",
     "check_prefix",
     "instances_key",
+    "members_channel",
     "session_keys",
     "upstream_keys",
 ]
@@ -95,3 +96,11 @@ def upstream_keys(prefix: str, upstream: str) -> UpstreamKeys:
 def instances_key(prefix: str) -> str:
     """The zset of live instances under ``prefix``: instance id -> last heartbeat, ms."""
     return f"{prefix}:instances"
+
+
+def members_channel(prefix: str) -> str:
+    """The pub/sub channel under ``prefix`` for the live count (a decimal integer).
+
+    An instance joining publishes it, so the others count it before their next heartbeat.
+    """
+    return f"{prefix}:members"
