@@ -91,7 +91,7 @@ def test_import_llmpool_loads_no_extra_and_no_subpackage() -> None:
         "import sys, llmpool; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'rich', 'starlette', 'uvicorn', 'hypercorn', 'trio', 'prometheus_client', "
-        "'websockets', 'coredis'} "
+        "'websockets', 'coredis', 'hiredis'} "
         "or m.startswith(('llmpool.testing', 'llmpool._cli', 'llmpool.server', 'llmpool.redis'))))"
     )
     done = _run(probe)
@@ -126,4 +126,15 @@ def test_llmpool_redis_without_its_extra_names_it() -> None:
     assert done.stderr.rstrip().endswith(
         "llmpool._extras.MissingExtraError: llmpool.redis needs the 'redis' extra: "
         "pip install 'llmpool[redis]' (coredis is missing)"
+    )
+
+
+def test_llmpool_redis_without_hiredis_names_the_extra() -> None:
+    """import llmpool.redis without hiredis (the budget worker's RESP codec) fails with the
+    redis extra's pip command too."""
+    done = _run("import sys; sys.modules['hiredis'] = None; import llmpool.redis")
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(
+        "llmpool._extras.MissingExtraError: llmpool.redis needs the 'redis' extra: "
+        "pip install 'llmpool[redis]' (hiredis is missing)"
     )

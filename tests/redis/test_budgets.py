@@ -33,6 +33,7 @@ from llmpool.redis import (
     SharedBudgetPolicy,
     window_allowance,
 )
+from llmpool.redis import _budgets as budgets_module
 from llmpool.redis._shared_limits import SharedLimits, _Ask
 from llmpool.testing import FaultPlan, ScriptedFault, SimulatedProvider
 from tests.server.helpers import eventually
@@ -260,6 +261,55 @@ async def test_a_crashed_instances_lease_comes_back_after_its_ttl(
     assert 0.35 <= waited <= 1.5
 
 
+def record_batches(budgets: RedisBudgets) -> list[tuple[float, list[str]]]:
+    """Every round trip of the worker from now on: (when it was sent, what it carried)."""
+    batches: list[tuple[float, list[str]]] = []
+    execute = budgets._wire.execute
+    names = {budgets._admit.sha: "admit", budgets._settle.sha: "settle"}
+
+    async def recording(commands: Sequence[Sequence[str]]) -> list[Any]:
+        batches.append(
+            (
+                anyio.current_time(),
+                [names.get(c[1], c[0]) if c[0] == "EVALSHA" else c[0] for c in commands],
+            )
+        )
+        return await execute(commands)
+
+    budgets._wire.execute = recording  # type: ignore[method-assign]
+    return batches
+
+
+async def test_a_settlement_rides_with_the_next_question_and_never_waits_for_long(
+    redis_url: str, prefix: str, sim: SimulatedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the linger made 1 s (so no stall can split a pair): ten sequential calls make
+    eleven round trips, the first a question alone, then each call's settlement with the
+    next call's question, settlement first, sent as soon as the question comes (not at the
+    linger's end); the last settlement, with no question after it, goes alone after the
+    linger."""
+    monkeypatch.setattr(budgets_module, "SETTLE_LINGER", 1.0)
+    async with instances(
+        redis_url, prefix, sim, 1, PoolConfig(), SharedBudgetPolicy(concurrency=4)
+    ) as opened:
+        manager, budgets = opened[0]
+        await respond(manager)  # the view exists, the connection is made
+        await eventually(lambda: not budgets._held.get(_label(manager)), within=1.0)
+        await anyio.sleep(1.2)  # that call's settlement has gone
+        batches = record_batches(budgets)
+        took: list[float] = []
+        for _ in range(10):
+            began = anyio.current_time()
+            await respond(manager)
+            took.append(anyio.current_time() - began)
+        ended = anyio.current_time()
+        await eventually(lambda: len(batches) == 11, within=3.0)
+    kinds = [kinds for _, kinds in batches]
+    assert kinds == [["admit"]] + [["settle", "admit"]] * 9 + [["settle"]]
+    assert max(took) < 0.5  # no question waited for the 1 s linger
+    assert 0.9 <= batches[-1][0] - ended < 2.0  # the last settlement: after the linger
+
+
 async def test_a_release_wakes_a_waiter_on_another_instance_at_once(
     redis_url: str, prefix: str, sim: SimulatedProvider
 ) -> None:
@@ -301,7 +351,7 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
     and the view asks again at once instead of waiting for the first lease's expiry."""
     async with RedisState(redis_url, prefix=prefix) as state:
         budgets = RedisBudgets(
-            state.client, prefix=prefix, policy=SharedBudgetPolicy(concurrency=1)
+            state.client, prefix=prefix, policy=SharedBudgetPolicy(concurrency=1), url=redis_url
         )
         woken: list[int] = []
         from llmpool._state import ClockSeam
@@ -580,7 +630,9 @@ async def test_alone_a_learned_limit_does_not_raise_the_share(redis_url: str, pr
     """Alone on 1 of 2 instances, the share is 300 of 600 RPM; a response saying the key's
     limit is 600 goes to the mirror for the way back, and the share stays 300."""
     async with RedisState(redis_url, prefix=prefix) as state:
-        budgets = RedisBudgets(state.client, prefix=prefix, policy=SharedBudgetPolicy())
+        budgets = RedisBudgets(
+            state.client, prefix=prefix, policy=SharedBudgetPolicy(), url=redis_url
+        )
         from llmpool._state import ClockSeam
 
         budgets.attach(ClockSeam(anyio.current_time), lambda: None)

@@ -10,6 +10,7 @@ end no slot, queue place or connection is left behind.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import time
@@ -154,6 +155,9 @@ async def test_sessions_survive_stops_disconnects_and_stalls(
 
 
 @pytest.mark.parametrize("seed", [5, 17])
+# A round trip over redis_timeout (the stalls) cancels coredis mid-connect, which leaves that
+# connection's memory streams unclosed (coredis's warnings; tests/redis/ filters them too).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_shared_sessions_keep_every_kept_turn_across_instances(
     sim: SimulatedProvider, redis_url: str, seed: int
 ) -> None:
@@ -216,3 +220,4 @@ async def test_shared_sessions_keep_every_kept_turn_across_instances(
         users = [i for i in stored[session].items if i.get("role") == "user"]
         assert len(users) == count, session
     assert sum(kept.values()) >= 8  # most attempts meet a busy session: 4 clients each
+    gc.collect()  # coredis's unclosed streams, reported here under this test's filter

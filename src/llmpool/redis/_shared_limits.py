@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llmpool._config import RateLimitPolicy
 from llmpool._limits import UpstreamLimits
 
 from ._keys import UpstreamKeys
+from ._policy import SharedBudgetPolicy
 from ._window import WindowBucket
-
-if TYPE_CHECKING:
-    from ._budgets import RedisBudgets
 
 __all__ = ["Permit", "SharedLimits"]
 
@@ -72,6 +70,21 @@ class _Command:
 _Op = _Ask | _Settle | _Command
 
 
+class _Store(Protocol):
+    """What a view needs of its store (``RedisBudgets``)."""
+
+    policy: SharedBudgetPolicy
+    alone: bool
+
+    def ask(self, view: SharedLimits, tokens: int) -> None: ...
+    def hold(self, view: SharedLimits, permit: Permit) -> None: ...
+    def hand_back(self, view: SharedLimits, permit: Permit) -> None: ...
+    def end(self, view: SharedLimits, permit: Permit, *, requests: int, tokens: int) -> None: ...
+    def share_limits(self, view: SharedLimits, limits: tuple[int, int]) -> None: ...
+    def alone_wait(self, view: SharedLimits, tokens: int, now: float) -> float: ...
+    def alone_take(self, view: SharedLimits, tokens: int) -> Permit: ...
+
+
 class SharedLimits(UpstreamLimits):
     """The local view of one (upstream, model) budget shared through Redis.
 
@@ -91,7 +104,7 @@ class SharedLimits(UpstreamLimits):
 
     def __init__(
         self,
-        store: RedisBudgets,
+        store: _Store,
         upstream: str,
         model: str | None,
         policy: RateLimitPolicy,
