@@ -95,6 +95,18 @@ def test_usage_error_shows_the_commands_usage(
             id="missing-extra",
         ),
         pytest.param(KeyboardInterrupt(), 130, "llmpool fake: interrupted", id="interrupted"),
+        pytest.param(
+            BaseExceptionGroup("trio's nursery", [KeyboardInterrupt()]),
+            130,
+            "llmpool fake: interrupted",
+            id="interrupted-in-a-group",  # trio delivers Ctrl-C through the task groups
+        ),
+        pytest.param(
+            BaseExceptionGroup("nested", [BaseExceptionGroup("inner", [KeyboardInterrupt()])]),
+            130,
+            "llmpool fake: interrupted",
+            id="interrupted-in-nested-groups",
+        ),
     ],
 )
 def test_errors_become_exit_statuses(
@@ -116,6 +128,37 @@ def test_other_errors_propagate(registry: list[Command]) -> None:
     registry.append(_fake(RuntimeError("bug")))
     with pytest.raises(RuntimeError, match="bug"):
         main(["fake"])
+
+
+def test_a_group_with_more_than_ctrl_c_propagates(registry: list[Command]) -> None:
+    """Ctrl-C together with a bug in one group: the bug is not hidden behind status 130."""
+    registry.append(_fake(BaseExceptionGroup("both", [KeyboardInterrupt(), RuntimeError("bug")])))
+    with pytest.raises(BaseExceptionGroup) as raised:
+        main(["fake"])
+    assert raised.group_contains(RuntimeError, match="bug")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_during_a_demo_exits_130(backend: str) -> None:
+    """SIGINT to `llmpool demo` on either backend: status 130 and one line, no traceback."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmpool._cli", "demo", "--backend", backend, "--requests", "50"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3.0)  # imports done, requests under way
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("llmpool demo: interrupted")
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

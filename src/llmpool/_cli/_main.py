@@ -72,3 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"llmpool {command.name}: interrupted\n")
         return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:  # trio delivers Ctrl-C through the task groups
+        interrupted, rest = group.split(KeyboardInterrupt)
+        if interrupted is None or rest is not None:
+            raise  # something else failed too: its traceback shows
+        sys.stderr.write(f"llmpool {command.name}: interrupted\n")
+        return EXIT_INTERRUPTED
