@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack
 
 import anyio
@@ -230,3 +231,35 @@ async def test_a_turn_past_the_grace_ends_with_server_shutting_down(
     errors = [f for f in frames if f["type"] == "error"]
     assert [f["error"] for f in errors] == ["server_shutting_down"] * 2
     assert errors[0]["turn_id"] is not None
+
+
+async def test_a_refused_client_that_already_sent_frames_still_gets_the_close_code(
+    sim: SimulatedProvider,
+) -> None:
+    """A browser sends its first frames as soon as the socket opens, before it reads the
+    refusal: it still gets the error frame and the close frame with 1013, not a reset
+    connection (which a browser reports as 1006)."""
+    from wsproto.events import CloseConnection, TextMessage
+
+    async with served(sim, max_connections=1) as server, chat(server, "a") as holder:
+        await holder.send(type="ping")
+        await holder.recv()
+        for _ in range(20):
+            async with RawPeer.connect(server.port, "/ws/chat/b") as peer:
+                for index in range(8):
+                    await peer.send(type="message", message=f"early {index} " + "x" * 2000)
+                events = []
+                with anyio.fail_after(5):
+                    while True:
+                        try:
+                            event = await peer._next_event()
+                        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                            events.append(type(exc).__name__)
+                            break
+                        events.append(event)
+                        if isinstance(event, CloseConnection):
+                            break
+            texts = [e for e in events if isinstance(e, TextMessage)]
+            closes = [e.code for e in events if isinstance(e, CloseConnection)]
+            assert [json.loads(t.data)["error"] for t in texts] == ["server_at_capacity"]
+            assert closes == [1013], events

@@ -48,13 +48,31 @@ _MAX_REPLIES: Final = 64
 """Replies waiting for one socket, count; more: the client does not read (close 1008)."""
 
 
+_CLOSE_HANDSHAKE: Final = 2.0
+"""Seconds ``send_final`` waits for the client's close frame after sending its own."""
+
+
 async def send_final(ws: WebSocket, code: int, frame: str, reason: str) -> bool:
-    """Send one last frame and close with ``code``; ``False`` if the peer left first."""
+    """Send one last frame and close with ``code``; ``False`` if the peer left first.
+
+    Then read, and drop, whatever the client sent until its close frame answers ours (at
+    most ``_CLOSE_HANDSHAKE`` seconds; RFC 6455 §7.1.1 leaves the TCP close to the server
+    after the handshake). A server that closed the connection with the client's frames
+    still unread would make the kernel answer with a reset (RFC 1122 §4.2.2.13), and the
+    client would lose our close frame: hypercorn did, and a browser that sent its first
+    frames at once reported 1006 instead of 1013.
+    """
     try:
         await ws.send_text(frame)
         await ws.close(code, reason[:120])
     except Exception:  # the peer left first: nothing to tell it
         return False
+    with anyio.move_on_after(_CLOSE_HANDSHAKE):
+        try:
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+        except Exception:  # the connection is gone: nothing more to read
+            pass
     return True
 
 

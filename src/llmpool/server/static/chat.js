@@ -28,7 +28,7 @@ const MEANING = {
 const TURN_ERRORS = new Set(["queue_full", "queue_timeout", "rate_limited", "upstream_error",
   "stream_interrupted", "message_too_big", "server_shutting_down", "internal_error"]);
 // Errors sent just before a close, and the close code each comes with: a connection lost
-// right after one (1006: a server that closed its TCP side with our frames unread, the
+// right after one (1006: a proxy that closed its TCP side with our frames unread, the
 // reset losing its close frame) is treated as closed with that code.
 const CLOSING = new Map([["server_at_capacity", 1013], ["idle_timeout", 1001],
   ["unauthorized", 1008], ["server_shutting_down", 1012]]);
