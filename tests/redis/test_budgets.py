@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -383,16 +382,6 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
             inbox.receive_nowait()  # blocked: nobody asks
         budgets._released("up")
         assert view.blocked is False
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_without_redis_each_instance_takes_its_share_then_returns(

@@ -5,7 +5,6 @@ dropped (cancelled mid-reply, Redis killed) and made again on the next round tri
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,16 +16,6 @@ from llmpool.redis._wire import Wire, WireError
 from .server import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def key() -> str:
