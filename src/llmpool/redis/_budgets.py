@@ -70,8 +70,8 @@ class RedisBudgets:
         client: an open coredis client (``decode_responses=True``).
         prefix: the first part of every key (already checked).
         policy: the global cap and how Redis is used.
-        url: the client's URL: the worker's own connection (admissions and settlements,
-            ``_wire``) and the probe's plain one while Redis is away.
+        url: the client's URL, for the worker's own connection (``_wire``: admissions,
+            settlements, loading the scripts, and the probe while Redis is away).
 
     Attributes:
         instance: this instance's id (12 hex digits), in the live set and its leases' ids.
@@ -409,20 +409,14 @@ class RedisBudgets:
         """Load every budget script into Redis's script cache (``SCRIPT LOAD``).
 
         Raises:
-            coredis.exceptions.RedisError, OSError: Redis failed or is unreachable.
+            WireError: Redis refused one (the text is Redis's).
+            OSError, anyio.BrokenResourceError, anyio.EndOfStream: Redis is unreachable.
             TimeoutError: no answer within ``redis_timeout``.
         """
-        scripts = (self._admit, self._settle, self._leases, self._heartbeat, self._drain)
-        with anyio.fail_after(self.policy.redis_timeout):
-            # One round trip; on coredis, five (and a connection made under the deadline).
-            await self._client_load(scripts)
-
-    async def _client_load(self, scripts: tuple[Any, ...]) -> None:
-        """``SCRIPT LOAD`` each of ``scripts`` in one round trip on coredis's pool."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            loads = [pipe.script_load(script.script) for script in scripts]
-        for load in loads:
-            await load
+        with anyio.fail_after(self.policy.redis_timeout):  # all five in one round trip
+            await self._wire.execute(
+                [("SCRIPT", "LOAD", text) for text in (ADMIT, SETTLE, LEASES, HEARTBEAT, DRAIN)]
+            )
 
     def _settle_args(self, op: _Settle) -> tuple[list[str], list[str]]:
         view = op.view
