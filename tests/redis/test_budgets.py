@@ -345,9 +345,10 @@ async def test_a_release_wakes_a_waiter_on_another_instance_at_once(
 
 
 async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, prefix: str) -> None:
-    """The interleaving the release epoch guards, step by step: a head asks, a release
-    message arrives before the answer "every slot is leased" (given before that release),
-    and the view asks again at once instead of waiting for the first lease's expiry."""
+    """The interleavings the subscription and the release epoch guard, step by step: a view
+    asks only once the listener hears its upstream's channel; a head asks, a release message
+    arrives before the answer "every slot is leased" (given before that release), and the
+    view asks again at once instead of waiting for the first lease's expiry."""
     async with RedisState(redis_url, prefix=prefix) as state:
         budgets = RedisBudgets(
             state.client, prefix=prefix, policy=SharedBudgetPolicy(concurrency=1), url=redis_url
@@ -362,13 +363,21 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
         assert inbox is not None
         now = anyio.current_time()
 
+        # Not subscribed to the upstream's channel yet: the view does not ask (a release
+        # published before the subscription would be lost); the subscription wakes it.
+        assert view.wait_for(0, now) == math.inf
+        with pytest.raises(anyio.WouldBlock):
+            inbox.receive_nowait()
+        await budgets._heard_from({budgets.keys("up").channel: "up"})
+        assert woken == [1]
+
         assert view.wait_for(0, now) == math.inf
         first = inbox.receive_nowait()
         assert isinstance(first, _Ask)
         budgets._released("up")  # the message overtakes the answer
         budgets._answer([first], [[-1, 30_000]])
         assert (view.asking, view.blocked) == (False, False)
-        assert woken == [1]
+        assert woken == [1, 1]
         assert view.wait_for(0, now) == math.inf  # asked again
         second = inbox.receive_nowait()
         assert isinstance(second, _Ask)
@@ -382,6 +391,33 @@ async def test_a_release_that_overtakes_the_answer_is_not_lost(redis_url: str, p
             inbox.receive_nowait()  # blocked: nobody asks
         budgets._released("up")
         assert view.blocked is False
+
+
+async def test_an_upstream_that_appears_later_is_heard_before_it_asks(
+    redis_url: str, prefix: str
+) -> None:
+    """The listener subscribed with no upstream known; a view made afterwards asks only once
+    its channel is subscribed too, and then a release on that channel unblocks it."""
+    async with RedisState(redis_url, prefix=prefix) as state:
+        budgets = RedisBudgets(
+            state.client, prefix=prefix, policy=SharedBudgetPolicy(concurrency=1), url=redis_url
+        )
+        woken: list[int] = []
+        from llmpool._state import ClockSeam
+
+        budgets.attach(ClockSeam(anyio.current_time), lambda: woken.append(1))
+        async with anyio.create_task_group() as group:
+            group.start_soon(budgets.run)
+            await eventually(lambda: budgets.subscribed, within=2.0)
+            view = budgets.limits("late", None, RateLimitPolicy())
+            assert isinstance(view, SharedLimits)
+            assert not budgets.hears("late")
+            await eventually(lambda: budgets.hears("late"), within=2.0)
+            assert woken  # the subscription woke the scheduler
+            view.blocked = True  # as after an answer "every slot is leased"
+            await state.client.publish(budgets.keys("late").channel, "release")
+            await eventually(lambda: not view.blocked, within=2.0)
+            group.cancel_scope.cancel()
 
 
 async def test_without_redis_each_instance_takes_its_share_then_returns(

@@ -136,6 +136,8 @@ class RedisBudgets:
         self.cooldown_handlers: list[Callable[[str, float], None]] = []
         self.switches = 0  # times Redis was lost (for tests and stats)
         self.subscribed = False  # the release listener's subscription is made
+        self._hearing: set[str] = set()  # upstreams whose channel the listener is subscribed to
+        self._more = _SET  # set when an upstream appears that the listener does not hear yet
 
     # -- BudgetStore ---------------------------------------------------------------------------
 
@@ -144,6 +146,7 @@ class RedisBudgets:
         per_model = self._views.get(upstream)
         if per_model is None:
             per_model = self._views[upstream] = {}
+            self._more.set()  # the listener subscribes to its channel
         view = per_model.get(model)
         if view is None:
             view = per_model[model] = SharedLimits(
@@ -222,6 +225,15 @@ class RedisBudgets:
             idle = self._idle
             if idle is not None and idle.deadline == math.inf:
                 idle.deadline = anyio.current_time() + SETTLE_LINGER
+
+    def hears(self, upstream: str) -> bool:
+        """Whether the listener is subscribed to ``upstream``'s channel.
+
+        A view asks Redis only then: an answer "every slot is leased" waits for a release
+        message, and one published before the subscription would never be heard (the view
+        would wait for the first lease's expiry). The subscription wakes the scheduler.
+        """
+        return upstream in self._hearing
 
     def ask(self, view: SharedLimits, tokens: int) -> None:
         """Ask Redis to admit one request of ``tokens`` for ``view``."""
@@ -584,11 +596,12 @@ class RedisBudgets:
         A lost subscription counts as Redis lost; it is made again once Redis is back (no
         reconnection attempts of its own meanwhile: the probe decides).
         """
-        channels = {self.keys(upstream).channel: upstream for upstream in self._views}
         members = members_channel(self._prefix)
         while True:
             if self.alone:
                 await self._shared.wait()
+            self._more = anyio.Event()
+            channels = {self.keys(upstream).channel: upstream for upstream in self._views}
             try:
                 async with self._client.pubsub(
                     channels=[members, *channels], ignore_subscribe_messages=True, retry_policy=None
@@ -597,19 +610,47 @@ class RedisBudgets:
                     # takes in those that joined before. Likewise cooldowns: those published
                     # before are read from their keys.
                     self._recount.set()
-                    await self._read_cooldowns(channels)
+                    await self._heard_from(channels)
                     self.subscribed = True
-                    async for message in pubsub:
-                        self._heard(channels, message)
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(self._subscribe_more, pubsub, channels)
+                        async for message in pubsub:
+                            self._heard(channels, message)
             except _failures() as error:
-                self.subscribed = False
+                self._deaf()
                 self._lost(error)
-            except BaseExceptionGroup as group:  # coredis's own task group wraps its errors
-                self.subscribed = False
+            except BaseExceptionGroup as group:  # coredis's task group (and ours) wrap errors
+                self._deaf()
                 lost, rest = group.split(_failures())
                 if rest is not None or lost is None:
                     raise
                 self._lost(_first_leaf(lost))
+
+    async def _subscribe_more(self, pubsub: Any, channels: dict[str, str]) -> None:
+        """Subscribe to the channel of every upstream that appears (``limits``) from now on."""
+        while True:
+            await self._more.wait()
+            self._more = anyio.Event()
+            new = {
+                self.keys(upstream).channel: upstream
+                for upstream in self._views
+                if upstream not in self._hearing
+            }
+            if new:
+                with anyio.fail_after(self.policy.redis_timeout):
+                    await pubsub.subscribe(*new)
+                channels.update(new)
+                await self._heard_from(new)
+
+    async def _heard_from(self, channels: Mapping[str, str]) -> None:
+        """Subscribed to ``channels``: read their cooldowns, then let their views ask."""
+        await self._read_cooldowns(channels)
+        self._hearing.update(channels.values())
+        self._wake()  # views held for their subscription ask now
+
+    def _deaf(self) -> None:
+        self.subscribed = False
+        self._hearing.clear()
 
     async def _read_cooldowns(self, channels: Mapping[str, str]) -> None:
         """Apply the cooldowns in force (``…:cooldown`` keys), published before subscribing.

@@ -76,6 +76,7 @@ class _Store(Protocol):
     policy: SharedBudgetPolicy
     alone: bool
 
+    def hears(self, upstream: str) -> bool: ...
     def ask(self, view: SharedLimits, tokens: int) -> None: ...
     def hold(self, view: SharedLimits, permit: Permit) -> None: ...
     def hand_back(self, view: SharedLimits, permit: Permit) -> None: ...
@@ -143,7 +144,7 @@ class SharedLimits(UpstreamLimits):
                 return 0.0
             self.ready = None  # too small for this head: hand it back, ask for the right one
             store.hand_back(self, ready)
-        if not self.asking and not self.blocked:
+        if not self.asking and not self.blocked and store.hears(self.upstream):
             self.asking = True
             store.ask(self, tokens)
         return math.inf
