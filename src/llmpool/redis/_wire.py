@@ -89,14 +89,21 @@ class Wire:
         """
         async with self._lock:
             stream = self._stream
-            if stream is None:
+            setup: list[tuple[str, ...]] = []
+            if stream is None:  # a new connection: AUTH and SELECT ride with the commands
                 stream = await self._connect()
+                setup = self._setup()
             try:
-                await stream.send(b"".join(_pack(command) for command in commands))
-                replies = await self._read(stream, len(commands))
+                await stream.send(b"".join(_pack(command) for command in [*setup, *commands]))
+                replies = await self._read(stream, len(setup) + len(commands))
             except BaseException:
                 await self.aclose()  # replies may still be on their way: never reuse it
                 raise
+            for reply in replies[: len(setup)]:
+                if isinstance(reply, WireError):  # not logged in: the next call tries again
+                    await self.aclose()
+                    raise reply
+        replies = replies[len(setup) :]
         for reply in replies:
             if isinstance(reply, WireError):
                 raise reply
@@ -135,24 +142,17 @@ class Wire:
             else:
                 stream = await anyio.connect_tcp(host, port)
         self._stream = stream
+        return stream
+
+    def _setup(self) -> list[tuple[str, ...]]:
+        """What a new connection sends first: AUTH and SELECT, as the URL says."""
         setup: list[tuple[str, ...]] = []
         if self._password is not None:
             user = () if self._user is None else (self._user,)
             setup.append(("AUTH", *user, self._password))
         if self._db:
             setup.append(("SELECT", str(self._db)))
-        if setup:
-            try:
-                await stream.send(b"".join(_pack(command) for command in setup))
-                replies = await self._read(stream, len(setup))
-            except BaseException:
-                await self.aclose()
-                raise
-            for reply in replies:
-                if isinstance(reply, WireError):
-                    await self.aclose()
-                    raise reply
-        return stream
+        return setup
 
 
 def _pack(command: Sequence[str]) -> bytes:
