@@ -97,6 +97,7 @@ class RedisBudgets:
         self._url = url
         self._wire = Wire(url)
         self._prefix = prefix
+        self._members = members_channel(prefix)
         self.policy = policy
         self.instance = f"{secrets.token_hex(6)}"
         self._views: dict[str, dict[str | None, SharedLimits]] = {}
@@ -406,15 +407,13 @@ class RedisBudgets:
             return [await request for request in requests]
 
     def _eval(self, script: Any, keys: list[str], args: list[str], pipe: Any) -> Any:
-        """``script`` on ``keys``/``args``: in ``pipe`` as a bare EVALSHA, else on its own.
+        """``script`` on ``keys``/``args`` in ``pipe``, as a bare EVALSHA.
 
         coredis checks every script of a pipeline with ``SCRIPT EXISTS`` first, one more round
         trip each time; the scripts are loaded once instead (``_load_scripts``) and again
         whenever Redis comes back. A script missing all the same (``SCRIPT FLUSH``) fails the
         pipeline like any Redis error: the instance goes alone, and its way back loads them.
         """
-        if pipe is None:
-            return script(keys, args)
         return pipe.evalsha(script.sha, keys=keys, args=args)
 
     async def _load_scripts(self) -> None:
@@ -495,7 +494,7 @@ class RedisBudgets:
                 # queued during the wait, by _send_op) ends it after SETTLE_LINGER at most.
                 with anyio.CancelScope() as idle:
                     self._idle = idle
-                    if settlements or rest.statistics().current_buffer_used:
+                    if settlements:  # (one queued from now on sets it: _send_op)
                         idle.deadline = anyio.current_time() + SETTLE_LINGER
                     await self._asked.wait()
                 self._idle = None
@@ -596,7 +595,7 @@ class RedisBudgets:
         A lost subscription counts as Redis lost; it is made again once Redis is back (no
         reconnection attempts of its own meanwhile: the probe decides).
         """
-        members = members_channel(self._prefix)
+        members = self._members
         while True:
             if self.alone:
                 await self._shared.wait()
@@ -667,17 +666,15 @@ class RedisBudgets:
             lambda pipe: [pipe.get(self.keys(upstream).cooldown) for upstream in upstreams]
         )
         for upstream, end in zip(upstreams, ends, strict=True):
-            until_ms = None if end is None else _int(str(end))
-            if until_ms is not None:
-                for handler in self.cooldown_handlers:
-                    handler(upstream, until_ms / 1000)
+            if end is not None:
+                self._cooled(upstream, str(end))
 
     def _heard(self, channels: Mapping[str, str], message: Mapping[str, Any]) -> None:
         channel = str(message.get("channel"))
         data = message.get("data")
         if not isinstance(data, str):
             return
-        if channel == members_channel(self._prefix):
+        if channel == self._members:
             live = _int(data)
             if live is not None and not self.alone:
                 # An instance joined: count it before the next heartbeat, so a Redis lost
@@ -691,10 +688,14 @@ class RedisBudgets:
         if data == _RELEASE:
             self._released(upstream)
         elif data.startswith(_COOLDOWN):
-            until_ms = _int(data[len(_COOLDOWN) :])
-            if until_ms is not None:
-                for handler in self.cooldown_handlers:
-                    handler(upstream, until_ms / 1000)
+            self._cooled(upstream, data[len(_COOLDOWN) :])
+
+    def _cooled(self, upstream: str, until_ms: str) -> None:
+        """A cooldown of ``upstream`` until ``until_ms`` (Unix ms, as text) heard or read."""
+        until = _int(until_ms)
+        if until is not None:
+            for handler in self.cooldown_handlers:
+                handler(upstream, until / 1000)
 
     async def _reachable(self) -> bool:
         """Whether Redis answers a ``PING`` within ``redis_timeout``.
@@ -715,7 +716,7 @@ class RedisBudgets:
         ttl = _ms(policy.lease_ttl)
         grace = _ms(policy.probe_interval + 2 * policy.redis_timeout)
         key = instances_key(self._prefix)
-        members = members_channel(self._prefix)
+        members = self._members
         while True:
             if self.alone:
                 await anyio.sleep(policy.probe_interval)
