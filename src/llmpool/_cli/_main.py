@@ -69,12 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as exc:  # its message starts with the feature: "llmpool demo …"
         sys.stderr.write(f"{exc}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write(f"llmpool {command.name}: interrupted\n")
-        return EXIT_INTERRUPTED
-    except BaseExceptionGroup as group:  # trio delivers Ctrl-C through the task groups
-        interrupted, rest = group.split(KeyboardInterrupt)
-        if interrupted is None or rest is not None:
-            raise  # something else failed too: its traceback shows
+    except BaseException as exc:
+        # trio delivers Ctrl-C through the task groups: a group of interrupts is one too
+        interrupted = isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[1] is None
+        )
+        if not interrupted:
+            raise  # anything else (a group with something besides Ctrl-C too) shows
         sys.stderr.write(f"llmpool {command.name}: interrupted\n")
         return EXIT_INTERRUPTED
